@@ -1,0 +1,5 @@
+"""`python -m assistd` runs the CLI."""
+
+from assistd.cli import app
+
+app()

@@ -1,0 +1,111 @@
+"""The one mapping from errors to OpenAI error bodies: {"error": {"message", "type", "param", "code"}}.
+
+Typed errors (assistd.errors), request validation (400 instead of FastAPI's 422), Starlette's HTTP errors
+(unknown route, wrong method, unparseable body, too large) and, from the middleware, anything unexpected (500).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assistd.errors import AssistdError
+
+log = logging.getLogger(__name__)
+
+_STATUS_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def error_body(message: str, *, error_type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(status: int, message: str, *, error_type: str | None = None, param: str | None = None,
+                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    if error_type is None:
+        error_type = "server_error" if status >= 500 else _STATUS_TYPES.get(status, "invalid_request_error")
+    return JSONResponse(error_body(message, error_type=error_type, param=param, code=code), status, headers=headers)
+
+
+def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
+    """Pydantic's error location → OpenAI's `param` ("tools[0].function.name").
+
+    Locations also hold union-member tags ("str", "function" for a tool whose type is function); they are
+    recognised by not addressing anything in the submitted body, and left out.
+    """
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    if not parts or (loc[0] == "body" and len(parts) == 1 and isinstance(parts[0], int)):
+        return None  # the body as a whole, or a JSON decode position
+    current, rendered = body, ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(current, list) and isinstance(part, int):
+            rendered += f"[{part}]"
+            current = current[part] if 0 <= part < len(current) else None
+            continue
+        is_tag = isinstance(current, dict) and current.get("type") == part and not last
+        if isinstance(current, dict) and part in current and not is_tag:
+            rendered += f".{part}" if rendered else str(part)
+            current = current[part]
+        elif last and (current is None or isinstance(current, dict)):
+            rendered += f".{part}" if rendered else str(part)
+        # anything else is a union tag: skip it
+    return rendered or None
+
+
+_CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    first = errors[0] if errors else {"type": "value_error", "loc": (), "msg": "Invalid request."}
+    kind = first.get("type", "")
+    if kind == "json_invalid":
+        return error_response(
+            400, "We could not parse the JSON body of your request. The body must be valid JSON (UTF-8).",
+            code="invalid_json",
+        )
+    loc = tuple(first.get("loc", ()))
+    param = _param_from_loc(loc, getattr(exc, "body", None))
+    if param is None and loc[:1] == ("body",):
+        message = "The request body must be a JSON object." if kind != "missing" else "A request body is required."
+        return error_response(400, message, code="invalid_request_body")
+    if kind == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {param}"
+    elif kind == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {first.get('msg', 'invalid value')}."
+    code = _CODES.get(kind, "invalid_type" if kind.endswith("_type") else "invalid_value")
+    return error_response(400, message, param=param, code=code)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on the app."""
+
+    @app.exception_handler(AssistdError)
+    async def _assistd_error(_request: Request, exc: AssistdError) -> JSONResponse:
+        return error_response(exc.status_code, exc.message, error_type=exc.error_type, param=exc.param, code=exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        elif exc.status_code == 405:
+            message = f"Method {request.method} is not allowed on {request.url.path}."
+        elif exc.status_code == 413:
+            message = "The request body is too large."
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))

@@ -1,0 +1,40 @@
+"""List query parameters → PageRequest, and Page → OpenAI's list envelope."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from fastapi import Query
+
+from assistd.errors import InvalidRequest
+from assistd.store import ids
+from assistd.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest
+
+
+def page_params(kind: str) -> Callable[..., PageRequest]:
+    """A dependency that reads limit/order/after/before for a list of `kind` objects."""
+
+    def dependency(
+        limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Number of objects, 1 to 100."),
+        order: Literal["asc", "desc"] = Query("desc", description="Sort by created_at: asc or desc."),
+        after: str | None = Query(None, description="Cursor: an object id; list the objects after it."),
+        before: str | None = Query(None, description="Cursor: an object id; list the objects before it."),
+    ) -> PageRequest:
+        for name, cursor in (("after", after), ("before", before)):
+            if cursor is not None and not ids.is_valid(kind, cursor):
+                raise InvalidRequest(f"Invalid '{name}': expected an id of a {kind.replace('_', ' ')}.", param=name,
+                                     code="invalid_value")
+        return PageRequest(limit=limit, order=order, after=after, before=before)
+
+    return dependency
+
+
+def list_envelope(page: Page[dict[str, Any]]) -> dict[str, Any]:
+    items = page.items
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": page.has_more,
+    }

@@ -1,0 +1,37 @@
+"""create_app(settings): the FastAPI app, its middleware, error mapping and routers, wired to the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from assistd import __version__
+from assistd.api import assistants, errors, health, messages, threads
+from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from assistd.config import Settings
+from assistd.services.container import Services
+from assistd.store.database import Database
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.resolved_database_url)
+        app.state.services = Services.build(db)
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    errors.install(app)
+    for router in (health.router, assistants.router, threads.router, messages.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

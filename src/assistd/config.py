@@ -1,0 +1,41 @@
+"""Settings, read once at start-up from ASSISTD_* environment variables.
+
+Every field here is documented in docs/configuration.md; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings. Each field `x` is set by the environment variable `ASSISTD_X`."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTD_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port the HTTP server listens on.")
+    data_dir: Path = Field(Path("data"), description="Directory for the SQLite database and the first API key.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL of the store; default: SQLite file `assistd.db` in the data directory.",
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes; larger bodies get 413."
+    )
+    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The store URL, defaulting to a SQLite file inside the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'assistd.db').resolve()}"
+
+    @property
+    def first_key_path(self) -> Path:
+        """Where `serve` writes the first API key it creates (mode 0600)."""
+        return self.data_dir / "api_key"

@@ -1,0 +1,123 @@
+"""Pieces shared by several request models: metadata, tools, tool resources, response formats."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY = 64
+MAX_METADATA_VALUE = 512
+MAX_NAME = 256
+MAX_DESCRIPTION = 512
+MAX_INSTRUCTIONS = 256_000
+MAX_TOOLS = 128
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are an error, as OpenAI's API does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return value
+    if len(value) > MAX_METADATA_PAIRS:
+        raise ValueError(f"metadata may have at most {MAX_METADATA_PAIRS} pairs")
+    for key, item in value.items():
+        if len(key) > MAX_METADATA_KEY:
+            raise ValueError(f"metadata keys may be at most {MAX_METADATA_KEY} characters")
+        if len(item) > MAX_METADATA_VALUE:
+            raise ValueError(f"metadata values may be at most {MAX_METADATA_VALUE} characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata)]
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+Description = Annotated[str, StringConstraints(max_length=MAX_DESCRIPTION)]
+Instructions = Annotated[str, StringConstraints(max_length=MAX_INSTRUCTIONS)]
+Temperature = Annotated[float, Field(ge=0, le=2)]
+TopP = Annotated[float, Field(ge=0, le=1)]
+ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class FunctionDefinition(RequestModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionTool(RequestModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class RankingOptions(RequestModel):
+    score_threshold: Annotated[float, Field(ge=0, le=1)]
+    ranker: Literal["auto", "default_2024_08_21"] | None = None
+
+
+class FileSearchOptions(RequestModel):
+    max_num_results: Annotated[int, Field(ge=1, le=50)] | None = None
+    ranking_options: RankingOptions | None = None
+
+
+class FileSearchTool(RequestModel):
+    type: Literal["file_search"]
+    file_search: FileSearchOptions | None = None
+
+
+class CodeInterpreterTool(RequestModel):
+    type: Literal["code_interpreter"]
+
+
+Tool = Annotated[Union[FunctionTool, FileSearchTool, CodeInterpreterTool], Field(discriminator="type")]
+Tools = Annotated[list[Tool], Field(max_length=MAX_TOOLS)]
+
+
+class CodeInterpreterResources(RequestModel):
+    file_ids: Annotated[list[ObjectId], Field(max_length=20)] = []
+
+
+class FileSearchResources(RequestModel):
+    vector_store_ids: Annotated[list[ObjectId], Field(max_length=1)] = []
+
+
+class ToolResources(RequestModel):
+    code_interpreter: CodeInterpreterResources | None = None
+    file_search: FileSearchResources | None = None
+
+
+class ResponseFormatText(RequestModel):
+    type: Literal["text"]
+
+
+class ResponseFormatJSONObject(RequestModel):
+    type: Literal["json_object"]
+
+
+class JSONSchemaSpec(RequestModel):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class ResponseFormatJSONSchema(RequestModel):
+    type: Literal["json_schema"]
+    json_schema: JSONSchemaSpec
+
+
+ResponseFormat = Union[
+    Literal["auto"],
+    Annotated[
+        Union[ResponseFormatText, ResponseFormatJSONObject, ResponseFormatJSONSchema], Field(discriminator="type")
+    ],
+]
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]

@@ -1,0 +1,78 @@
+"""Assistants: create, list, retrieve, modify, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assistd.errors import NotFound
+from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.services.principal import Principal
+from assistd.services.serialize import to_stored
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.pagination import Page, PageRequest
+from assistd.store.repositories import AssistantRepository
+
+
+class AssistantService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, principal: Principal, body: AssistantCreate) -> dict[str, Any]:
+        row = tables.Assistant(
+            id=new_id("assistant"),
+            created_at=now(),
+            model=body.model,
+            name=body.name,
+            description=body.description,
+            instructions=body.instructions,
+            tools=to_stored(body.tools),
+            tool_resources=to_stored(body.tool_resources),
+            metadata_=body.metadata or {},
+            temperature=body.temperature,
+            top_p=body.top_p,
+            response_format=to_stored(body.response_format),
+            reasoning_effort=body.reasoning_effort,
+        )
+        async with self.db.write() as session:
+            await AssistantRepository(session, principal.project_id).add(row)
+        return wire.assistant(row)
+
+    async def list(self, principal: Principal, request: PageRequest) -> Page[dict[str, Any]]:
+        async with self.db.read() as session:
+            page = await AssistantRepository(session, principal.project_id).page(request)
+        return Page([wire.assistant(row) for row in page.items], page.has_more)
+
+    async def retrieve(self, principal: Principal, assistant_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            row = await AssistantRepository(session, principal.project_id).get(assistant_id)
+        if row is None:
+            raise NotFound.for_object("assistant", assistant_id)
+        return wire.assistant(row)
+
+    async def modify(self, principal: Principal, assistant_id: str, body: AssistantUpdate) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        async with self.db.write() as session:
+            row = await AssistantRepository(session, principal.project_id).get(assistant_id)
+            if row is None:
+                raise NotFound.for_object("assistant", assistant_id)
+            for field in changes:
+                value = getattr(body, field)
+                if field == "metadata":
+                    row.metadata_ = value or {}
+                elif field == "tools":
+                    row.tools = to_stored(value) or []
+                elif field == "model":
+                    row.model = value or row.model
+                else:
+                    setattr(row, field, to_stored(value))
+        return wire.assistant(row)
+
+    async def delete(self, principal: Principal, assistant_id: str) -> dict[str, Any]:
+        async with self.db.write() as session:
+            if not await AssistantRepository(session, principal.project_id).delete(assistant_id):
+                raise NotFound.for_object("assistant", assistant_id)
+        return wire.deleted(assistant_id, "assistant")

@@ -1,0 +1,30 @@
+"""The services one app (or worker) uses, built once over one Database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assistd.services.assistants import AssistantService
+from assistd.services.messages import MessageService
+from assistd.services.projects import ProjectService
+from assistd.services.threads import ThreadService
+from assistd.store.database import Database
+
+
+@dataclass(frozen=True)
+class Services:
+    db: Database
+    projects: ProjectService
+    assistants: AssistantService
+    threads: ThreadService
+    messages: MessageService
+
+    @classmethod
+    def build(cls, db: Database) -> Services:
+        return cls(
+            db=db,
+            projects=ProjectService(db),
+            assistants=AssistantService(db),
+            threads=ThreadService(db),
+            messages=MessageService(db),
+        )

@@ -1,0 +1,108 @@
+"""Messages of a thread: create, list (optionally by run), retrieve, modify, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assistd.errors import NotFound
+from assistd.schemas.messages import MessageCreate, MessageUpdate
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.services.principal import Principal
+from assistd.services.serialize import to_stored
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.pagination import Page, PageRequest
+from assistd.store.repositories import MessageRepository, ThreadRepository
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def content_blocks(content: str | list[Any]) -> list[dict[str, Any]]:
+    """A message's content as given (a string or parts) → the stored list of content blocks."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": {"value": content, "annotations": []}}]
+    blocks = []
+    for part in content:
+        if part.type == "text":
+            blocks.append({"type": "text", "text": {"value": part.text, "annotations": []}})
+        else:
+            blocks.append(to_stored(part))
+    return blocks
+
+
+def new_message_row(thread_id: str, body: MessageCreate, created_at: int) -> tables.Message:
+    """A user-supplied message (on its own or among a new thread's first messages)."""
+    return tables.Message(
+        id=new_id("message"),
+        thread_id=thread_id,
+        created_at=created_at,
+        role=body.role,
+        content=content_blocks(body.content),
+        attachments=to_stored(body.attachments),
+        metadata_=body.metadata or {},
+        status="completed",
+    )
+
+
+async def require_thread(session: AsyncSession, principal: Principal, thread_id: str) -> tables.Thread:
+    thread = await ThreadRepository(session, principal.project_id).get(thread_id)
+    if thread is None:
+        raise NotFound.for_object("thread", thread_id)
+    return thread
+
+
+class MessageService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, principal: Principal, thread_id: str, body: MessageCreate) -> dict[str, Any]:
+        async with self.db.write() as session:
+            await require_thread(session, principal, thread_id)
+            row = await MessageRepository(session, principal.project_id).add(new_message_row(thread_id, body, now()))
+        return wire.message(row)
+
+    async def list(
+        self, principal: Principal, thread_id: str, request: PageRequest, run_id: str | None = None
+    ) -> Page[dict[str, Any]]:
+        conditions = [tables.Message.thread_id == thread_id]
+        if run_id is not None:
+            conditions.append(tables.Message.run_id == run_id)
+        async with self.db.read() as session:
+            await require_thread(session, principal, thread_id)
+            page = await MessageRepository(session, principal.project_id).page(request, *conditions)
+        return Page([wire.message(row) for row in page.items], page.has_more)
+
+    async def retrieve(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            await require_thread(session, principal, thread_id)
+            row = await MessageRepository(session, principal.project_id).get(
+                message_id, tables.Message.thread_id == thread_id
+            )
+        if row is None:
+            raise NotFound.for_object("message", message_id)
+        return wire.message(row)
+
+    async def modify(
+        self, principal: Principal, thread_id: str, message_id: str, body: MessageUpdate
+    ) -> dict[str, Any]:
+        async with self.db.write() as session:
+            await require_thread(session, principal, thread_id)
+            row = await MessageRepository(session, principal.project_id).get(
+                message_id, tables.Message.thread_id == thread_id
+            )
+            if row is None:
+                raise NotFound.for_object("message", message_id)
+            if "metadata" in body.model_fields_set:
+                row.metadata_ = body.metadata or {}
+        return wire.message(row)
+
+    async def delete(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:
+        async with self.db.write() as session:
+            await require_thread(session, principal, thread_id)
+            deleted = await MessageRepository(session, principal.project_id).delete(
+                message_id, tables.Message.thread_id == thread_id
+            )
+        if not deleted:
+            raise NotFound.for_object("message", message_id)
+        return wire.deleted(message_id, "thread.message")

@@ -1,0 +1,110 @@
+"""Projects and API keys: creation, listing, revocation, and turning a presented key into a Principal.
+
+A key is `sk-` + 43 url-safe characters (32 random bytes). Only its SHA-256 is stored; a high-entropy
+secret needs no slow hash. The plain key exists once, in the return value of `create_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from assistd.errors import Conflict, NotFound
+from assistd.services.clock import now
+from assistd.services.principal import Principal
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.repositories import ProjectRepository
+
+KEY_PREFIX = "sk-"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def redact(secret: str) -> str:
+    """How a key is shown after creation: enough to recognise it, too little to use it."""
+    return f"{secret[:6]}...{secret[-4:]}"
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: tables.ApiKey
+    secret: str
+
+
+class ProjectService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_project(self, name: str) -> tables.Project:
+        async with self.db.write() as session:
+            projects = ProjectRepository(session)
+            if await projects.find(name) is not None:
+                raise Conflict(f"A project named '{name}' already exists.", param="name")
+            return await projects.add(tables.Project(id=new_id("project"), name=name, created_at=now()))
+
+    async def list_projects(self) -> list[tables.Project]:
+        async with self.db.read() as session:
+            return await ProjectRepository(session).list()
+
+    async def create_key(self, project: str, name: str | None = None) -> CreatedKey:
+        """A new key for the project with this id or name."""
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        async with self.db.write() as session:
+            projects = ProjectRepository(session)
+            found = await projects.find(project)
+            if found is None:
+                raise NotFound(f"No project found with id or name '{project}'.")
+            key = await projects.add_key(
+                tables.ApiKey(
+                    id=new_id("api_key"),
+                    project_id=found.id,
+                    name=name,
+                    secret_hash=hash_secret(secret),
+                    redacted=redact(secret),
+                    created_at=now(),
+                )
+            )
+        return CreatedKey(key=key, secret=secret)
+
+    async def list_keys(self, project: str | None = None) -> list[tables.ApiKey]:
+        async with self.db.read() as session:
+            projects = ProjectRepository(session)
+            project_id = None
+            if project is not None:
+                found = await projects.find(project)
+                if found is None:
+                    raise NotFound(f"No project found with id or name '{project}'.")
+                project_id = found.id
+            return await projects.keys(project_id)
+
+    async def revoke_key(self, key_id: str) -> tables.ApiKey:
+        async with self.db.write() as session:
+            key = await ProjectRepository(session).key(key_id)
+            if key is None:
+                raise NotFound(f"No API key found with id '{key_id}'.")
+            if key.revoked_at is None:
+                key.revoked_at = now()
+            return key
+
+    async def authenticate(self, secret: str) -> Principal | None:
+        """The Principal for a presented key, or None when it is unknown or revoked."""
+        presented = hash_secret(secret)
+        async with self.db.read() as session:
+            key = await ProjectRepository(session).key_by_hash(presented)
+        if key is None or key.revoked_at is not None or not hmac.compare_digest(key.secret_hash, presented):
+            return None
+        return Principal(project_id=key.project_id, key_id=key.id)
+
+    async def ensure_first_key(self) -> CreatedKey | None:
+        """On a store with no project yet: a `default` project and its first key. Otherwise None."""
+        async with self.db.read() as session:
+            if await ProjectRepository(session).count() > 0:
+                return None
+        project = await self.create_project("default")
+        return await self.create_key(project.id, name="first key")

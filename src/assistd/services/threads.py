@@ -1,0 +1,56 @@
+"""Threads: create (with first messages), retrieve, modify, delete (with their messages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from assistd.errors import NotFound
+from assistd.schemas.threads import ThreadCreate, ThreadUpdate
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.services.messages import new_message_row, require_thread
+from assistd.services.principal import Principal
+from assistd.services.serialize import to_stored
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.repositories import MessageRepository, ThreadRepository
+
+
+class ThreadService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, principal: Principal, body: ThreadCreate) -> dict[str, Any]:
+        created_at = now()
+        thread = tables.Thread(
+            id=new_id("thread"),
+            created_at=created_at,
+            tool_resources=to_stored(body.tool_resources),
+            metadata_=body.metadata or {},
+        )
+        messages = [new_message_row(thread.id, message, created_at) for message in body.messages]
+        async with self.db.write() as session:
+            await ThreadRepository(session, principal.project_id).add(thread)
+            if messages:
+                await MessageRepository(session, principal.project_id).add_many(messages)
+        return wire.thread(thread)
+
+    async def retrieve(self, principal: Principal, thread_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            return wire.thread(await require_thread(session, principal, thread_id))
+
+    async def modify(self, principal: Principal, thread_id: str, body: ThreadUpdate) -> dict[str, Any]:
+        async with self.db.write() as session:
+            thread = await require_thread(session, principal, thread_id)
+            if "metadata" in body.model_fields_set:
+                thread.metadata_ = body.metadata or {}
+            if "tool_resources" in body.model_fields_set:
+                thread.tool_resources = to_stored(body.tool_resources)
+        return wire.thread(thread)
+
+    async def delete(self, principal: Principal, thread_id: str) -> dict[str, Any]:
+        async with self.db.write() as session:
+            if not await ThreadRepository(session, principal.project_id).delete(thread_id):
+                raise NotFound.for_object("thread", thread_id)
+        return wire.deleted(thread_id, "thread")

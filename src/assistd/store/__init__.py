@@ -1,0 +1,1 @@
+"""Persistence: tables, project-scoped repositories, ids and migrations."""

@@ -1,0 +1,39 @@
+"""Alembic environment: runs migrations through the same async driver the server uses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from assistd.config import Settings
+from assistd.store.tables import Base
+
+target_metadata = Base.metadata
+
+
+def _database_url() -> str:
+    return context.config.attributes.get("database_url") or Settings().resolved_database_url
+
+
+def _run(connection) -> None:  # noqa: ANN001 - a sync Connection inside run_sync
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_online() -> None:
+    engine = create_async_engine(_database_url())
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+        await connection.commit()
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_database_url(), target_metadata=target_metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    asyncio.run(_run_online())

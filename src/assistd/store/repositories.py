@@ -1,0 +1,116 @@
+"""Project-scoped repositories: the only place that queries tables, and every query carries project_id.
+
+Code above the store never filters by project itself; it builds a repository for the caller's project and
+asks it for objects. An object of another project simply is not there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from assistd.store import tables
+from assistd.store.pagination import Page, PageRequest, fetch_page
+
+Row = TypeVar("Row", tables.Assistant, tables.Thread, tables.Message)
+
+
+class ScopedRepository(Generic[Row]):
+    """Create, read, page and delete rows of one table within one project."""
+
+    table: type[Row]
+
+    def __init__(self, session: AsyncSession, project_id: str) -> None:
+        self.session = session
+        self.project_id = project_id
+
+    def _select(self, *conditions: Any):
+        return select(self.table).where(self.table.project_id == self.project_id, *conditions)
+
+    async def add(self, row: Row) -> Row:
+        row.project_id = self.project_id
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def get(self, object_id: str, *conditions: Any) -> Row | None:
+        return await self.session.scalar(self._select(self.table.id == object_id, *conditions))
+
+    async def page(self, request: PageRequest, *conditions: Any) -> Page[Row]:
+        return await fetch_page(self.session, self._select(*conditions), self.table.id, request)
+
+    async def delete(self, object_id: str, *conditions: Any) -> bool:
+        result = await self.session.execute(
+            delete(self.table).where(self.table.project_id == self.project_id, self.table.id == object_id, *conditions)
+        )
+        return result.rowcount > 0
+
+
+class AssistantRepository(ScopedRepository[tables.Assistant]):
+    table = tables.Assistant
+
+
+class ThreadRepository(ScopedRepository[tables.Thread]):
+    table = tables.Thread
+
+    async def delete(self, object_id: str, *conditions: Any) -> bool:
+        """Delete a thread and its messages in the caller's transaction."""
+        await self.session.execute(
+            delete(tables.Message).where(
+                tables.Message.project_id == self.project_id, tables.Message.thread_id == object_id
+            )
+        )
+        return await super().delete(object_id, *conditions)
+
+
+class MessageRepository(ScopedRepository[tables.Message]):
+    table = tables.Message
+
+    async def add_many(self, rows: list[tables.Message]) -> list[tables.Message]:
+        for row in rows:
+            row.project_id = self.project_id
+        self.session.add_all(rows)
+        await self.session.flush()
+        return rows
+
+
+class ProjectRepository:
+    """Projects and their API keys: administration, not tenant data."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def count(self) -> int:
+        return await self.session.scalar(select(func.count()).select_from(tables.Project)) or 0
+
+    async def add(self, project: tables.Project) -> tables.Project:
+        self.session.add(project)
+        await self.session.flush()
+        return project
+
+    async def list(self) -> list[tables.Project]:
+        return list((await self.session.scalars(select(tables.Project).order_by(tables.Project.id))).all())
+
+    async def find(self, id_or_name: str) -> tables.Project | None:
+        return await self.session.scalar(
+            select(tables.Project).where((tables.Project.id == id_or_name) | (tables.Project.name == id_or_name))
+        )
+
+    async def add_key(self, key: tables.ApiKey) -> tables.ApiKey:
+        self.session.add(key)
+        await self.session.flush()
+        return key
+
+    async def keys(self, project_id: str | None = None) -> list[tables.ApiKey]:
+        stmt = select(tables.ApiKey).order_by(tables.ApiKey.id)
+        if project_id is not None:
+            stmt = stmt.where(tables.ApiKey.project_id == project_id)
+        return list((await self.session.scalars(stmt)).all())
+
+    async def key_by_hash(self, secret_hash: str) -> tables.ApiKey | None:
+        return await self.session.scalar(select(tables.ApiKey).where(tables.ApiKey.secret_hash == secret_hash))
+
+    async def key(self, key_id: str) -> tables.ApiKey | None:
+        return await self.session.get(tables.ApiKey, key_id)
