@@ -35,8 +35,9 @@ def error_response(status: int, message: str, *, error_type: str | None = None, 
 def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
     """Pydantic's error location → OpenAI's `param` ("tools[0].function.name").
 
-    Locations also hold union-member tags ("str", "function" for a tool whose type is function); they are
-    recognised by not addressing anything in the submitted body, and left out.
+    Locations also hold union-member tags: "str" or "list[...]" for a plain union (they address nothing in
+    the submitted body), and the `type` value of a tagged object, which repeats when the object's payload
+    field is named like its type (`{"type": "function", "function": {...}}`). Both are left out.
     """
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
@@ -50,7 +51,8 @@ def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
             rendered += f"[{part}]"
             current = current[part] if 0 <= part < len(current) else None
             continue
-        is_tag = isinstance(current, dict) and current.get("type") == part and not last
+        next_part = None if last else parts[index + 1]
+        is_tag = isinstance(current, dict) and current.get("type") == part == next_part
         if isinstance(current, dict) and part in current and not is_tag:
             rendered += f".{part}" if rendered else str(part)
             current = current[part]
