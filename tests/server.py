@@ -23,7 +23,7 @@ def run_cli(data_dir: Path, *args: str) -> str:
     """Run `assistd ARGS` against the data directory; returns stdout (raises on failure)."""
     result = subprocess.run(
         [sys.executable, "-m", "assistd", *args],
-        env={**os.environ, "ASSISTD_DATA_DIR": str(data_dir)},
+        env={**os.environ, "ASSISTD_DATA_DIR": str(data_dir), "COLUMNS": "200"},
         capture_output=True,
         text=True,
         timeout=60,

@@ -56,7 +56,7 @@ def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
         if isinstance(current, dict) and part in current and not is_tag:
             rendered += f".{part}" if rendered else str(part)
             current = current[part]
-        elif last and (current is None or isinstance(current, dict)):
+        elif last and isinstance(part, str) and part.isidentifier() and (current is None or isinstance(current, dict)):
             rendered += f".{part}" if rendered else str(part)
         # anything else is a union tag: skip it
     return rendered or None
@@ -66,25 +66,28 @@ _CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_p
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {"type": "value_error", "loc": (), "msg": "Invalid request."}
-    kind = first.get("type", "")
-    if kind == "json_invalid":
+    body = getattr(exc, "body", None)
+    errors = [(error, _param_from_loc(tuple(error.get("loc", ())), body)) for error in exc.errors()]
+    if not errors:
+        return error_response(400, "Invalid request.", code="invalid_value")
+    if any(error.get("type") == "json_invalid" for error, _ in errors):
         return error_response(
             400, "We could not parse the JSON body of your request. The body must be valid JSON (UTF-8).",
             code="invalid_json",
         )
-    loc = tuple(first.get("loc", ()))
-    param = _param_from_loc(loc, getattr(exc, "body", None))
-    if param is None and loc[:1] == ("body",):
-        message = "The request body must be a JSON object." if kind != "missing" else "A request body is required."
+    # A union reports one error per member: the deepest location is the member the input was meant for.
+    first, param = max(errors, key=lambda item: len(item[1] or ""))
+    kind = first.get("type", "")
+    if param is None and tuple(first.get("loc", ()))[:1] == ("body",):
+        message = "A request body is required." if kind == "missing" else "The request body must be a JSON object."
         return error_response(400, message, code="invalid_request_body")
     if kind == "extra_forbidden":
         message = f"Unrecognized request argument supplied: {param}"
     elif kind == "missing":
         message = f"Missing required parameter: '{param}'."
     else:
-        message = f"Invalid value for '{param}': {first.get('msg', 'invalid value')}."
+        reasons = dict.fromkeys(error.get("msg", "invalid value") for error, where in errors if where == param)
+        message = f"Invalid value for '{param}': {'; or '.join(reasons)}."
     code = _CODES.get(kind, "invalid_type" if kind.endswith("_type") else "invalid_value")
     return error_response(400, message, param=param, code=code)
 
