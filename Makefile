@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test bench install clean
+.PHONY: serve test lint bench install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,13 @@ serve: install
 	$(BIN)/assistd db upgrade
 	$(BIN)/assistd serve
 
-## Run the test suite.
-test: install
+## Run the linter and the test suite.
+test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 ## Run the benchmarks (ratios measured side by side in one run).
 bench: install

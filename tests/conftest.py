@@ -60,8 +60,9 @@ class Env:
 
     def http(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.base_url, headers=headers, event_hooks={"response": [_check_errors]},
-                            timeout=30)
+        return httpx.Client(
+            base_url=self.base_url, headers=headers, event_hooks={"response": [_check_errors]}, timeout=30
+        )
 
 
 @pytest.fixture(scope="session")

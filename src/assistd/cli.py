@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
@@ -55,7 +55,7 @@ def _with_projects(settings: Settings, action: Callable[[ProjectService], Awaita
 
 
 def _when(timestamp: int | None) -> str:
-    return "" if timestamp is None else datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "" if timestamp is None else datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _save_first_key(settings: Settings, created: CreatedKey) -> None:
@@ -135,7 +135,9 @@ def keys_list(
     rows = _with_projects(_prepare(), lambda projects: projects.list_keys(project))
     table = Table("id", "project", "name", "key", "created", "revoked")
     for key in rows:
-        table.add_row(key.id, key.project_id, key.name or "", key.redacted, _when(key.created_at), _when(key.revoked_at))
+        table.add_row(
+            key.id, key.project_id, key.name or "", key.redacted, _when(key.created_at), _when(key.revoked_at)
+        )
     console.print(table)
 
 

@@ -1,12 +1,12 @@
 """The typed errors that services and the store raise; `api/errors.py` maps them to HTTP once.
 
-    AssistdError
-    ├── InvalidRequest   400  (param names the offending field)
-    ├── Unauthorized     401
-    ├── NotFound         404
-    ├── Conflict         409
-    ├── PayloadTooLarge  413
-    └── RateLimited      429
+AssistdError
+├── InvalidRequest   400  (param names the offending field)
+├── Unauthorized     401
+├── NotFound         404
+├── Conflict         409
+├── PayloadTooLarge  413
+└── RateLimited      429
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ FULL = dict(
     metadata={"team": "support", "tier": "gold"},
     temperature=0,
     top_p=0.5,
-    response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True}},
+    response_format={
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": True},
+    },
     reasoning_effort="low",
 )
 

@@ -23,8 +23,14 @@ def test_openapi_is_served(env) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-     {"Authorization": "Bearer sk-not-a-real-key"}, {"Authorization": "Bearer " + "x" * 5000}],
+    [
+        {},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer sk-not-a-real-key"},
+        {"Authorization": "Bearer " + "x" * 5000},
+    ],
 )
 def test_bad_credentials_get_401(env, headers) -> None:
     response = httpx.get(f"{env.base_url}/v1/assistants", headers=headers)
@@ -46,7 +52,9 @@ def test_revoked_key_stops_working(env) -> None:
     assert client.beta.assistants.list().object == "list"
     listing = run_cli(env.server.data_dir, "keys", "list", "--project", "alpha")
     assert key not in listing, "keys list must not show a secret"
-    key_id = next(word for line in listing.splitlines() if "temp" in line for word in line.split() if word.startswith("key_"))
+    key_id = next(
+        word for line in listing.splitlines() if "temp" in line for word in line.split() if word.startswith("key_")
+    )
     run_cli(env.server.data_dir, "keys", "revoke", key_id)
     with pytest.raises(openai.AuthenticationError):
         client.beta.assistants.list()

@@ -20,8 +20,9 @@ def test_first_start_creates_a_key_once_and_writes_survive_a_crash(tmp_path) -> 
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
         assert server.log_text().count(key) == 1, "the first key is printed once"
 
-        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0,
-                               http_client=checked_http_client())
+        client = openai.OpenAI(
+            base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, http_client=checked_http_client()
+        )
         assistant = client.beta.assistants.create(model="local", name="durable")
         thread = client.beta.threads.create(messages=[{"role": "user", "content": f"m{i}"} for i in range(5)])
         message = client.beta.threads.messages.create(thread.id, role="user", content="last word")
@@ -32,8 +33,9 @@ def test_first_start_creates_a_key_once_and_writes_survive_a_crash(tmp_path) -> 
     restarted.start()
     try:
         assert restarted.log_text().count(key) == 1, "a restart must not make or print another key"
-        client = openai.OpenAI(base_url=f"{restarted.base_url}/v1", api_key=key, max_retries=0,
-                               http_client=checked_http_client())
+        client = openai.OpenAI(
+            base_url=f"{restarted.base_url}/v1", api_key=key, max_retries=0, http_client=checked_http_client()
+        )
         assert client.beta.assistants.retrieve(assistant.id).name == "durable"
         texts = [m.content[0].text.value for m in client.beta.threads.messages.list(thread.id, order="asc")]
         assert texts == [f"m{i}" for i in range(5)] + ["last word"]

@@ -1,6 +1,6 @@
 """Fuzzing our own OpenAPI schema with schemathesis: schema-valid and schema-violating requests on every
 operation of the live server; no 5xx, and every error in OpenAI's shape. Bounded and derandomized:
-4 × EXAMPLES per operation."""
+4 x EXAMPLES per operation."""
 
 from __future__ import annotations
 
@@ -39,11 +39,18 @@ def test_no_server_errors(env, client, label) -> None:
     )
 
     @given(case=cases)
-    @settings(max_examples=4 * EXAMPLES, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=4 * EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def check(case) -> None:
         response = case.call(base_url=env.base_url, headers={"Authorization": f"Bearer {env.key_a}"}, timeout=30)
-        assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+        assert response.status_code < 500, (
+            f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
+        )
         if response.status_code >= 400:
             body = response.json()
             assert set(body) == {"error"} and set(body["error"]) == ERROR_FIELDS, body

@@ -26,7 +26,9 @@ ATTEMPTS: dict[str, Callable[[openai.OpenAI, dict[str, str]], object]] = {
     "messages.create": lambda c, o: c.beta.threads.messages.create(o["thread"], role="user", content="x"),
     "messages.list": lambda c, o: c.beta.threads.messages.list(o["thread"]),
     "messages.retrieve": lambda c, o: c.beta.threads.messages.retrieve(o["message"], thread_id=o["thread"]),
-    "messages.update": lambda c, o: c.beta.threads.messages.update(o["message"], thread_id=o["thread"], metadata={"a": "b"}),
+    "messages.update": lambda c, o: c.beta.threads.messages.update(
+        o["message"], thread_id=o["thread"], metadata={"a": "b"}
+    ),
     "messages.delete": lambda c, o: c.beta.threads.messages.delete(o["message"], thread_id=o["thread"]),
 }
 

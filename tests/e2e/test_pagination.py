@@ -10,7 +10,9 @@ import pytest
 def thread_with_25(client: openai.OpenAI) -> tuple[str, list[str]]:
     thread = client.beta.threads.create(messages=[{"role": "user", "content": f"m{i}"} for i in range(25)])
     ids = [m.id for m in client.beta.threads.messages.list(thread.id, order="asc", limit=100).data]
-    assert [m.content[0].text.value for m in client.beta.threads.messages.list(thread.id, order="asc", limit=100).data] == [f"m{i}" for i in range(25)]
+    assert [
+        m.content[0].text.value for m in client.beta.threads.messages.list(thread.id, order="asc", limit=100).data
+    ] == [f"m{i}" for i in range(25)]
     return thread.id, ids
 
 

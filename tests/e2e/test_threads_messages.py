@@ -16,7 +16,9 @@ def test_thread_create_with_messages_metadata_and_resources(client: openai.OpenA
             {
                 "role": "user",
                 "content": "See the file",
-                "attachments": [{"file_id": "file-1", "tools": [{"type": "file_search"}, {"type": "code_interpreter"}]}],
+                "attachments": [
+                    {"file_id": "file-1", "tools": [{"type": "file_search"}, {"type": "code_interpreter"}]}
+                ],
             },
         ],
         metadata={"customer": "42"},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import httpx
 import pytest
 
 
@@ -32,15 +31,29 @@ def count_rows(env, table: str) -> int:
         ({"model": "m", "metadata": {"k": 1}}, "metadata.k", None),
         ({"model": "m", "tools": [{"type": "code_interpreter"}] * 129}, "tools", None),
         ({"model": "m", "tools": [{"type": "browser"}]}, "tools[0]", None),
-        ({"model": "m", "tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name", None),
-        ({"model": "m", "tools": [{"type": "function", "function": {}}]}, "tools[0].function.name", "missing_required_parameter"),
-        ({"model": "m", "tools": [{"type": "file_search", "file_search": {"max_num_results": 51}}]},
-         "tools[0].file_search.max_num_results", None),
+        (
+            {"model": "m", "tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+            "tools[0].function.name",
+            None,
+        ),
+        (
+            {"model": "m", "tools": [{"type": "function", "function": {}}]},
+            "tools[0].function.name",
+            "missing_required_parameter",
+        ),
+        (
+            {"model": "m", "tools": [{"type": "file_search", "file_search": {"max_num_results": 51}}]},
+            "tools[0].file_search.max_num_results",
+            None,
+        ),
         ({"model": "m", "tools": "all"}, "tools", None),
         ({"model": "m", "response_format": {"type": "yaml"}}, "response_format", None),
         ({"model": "m", "reasoning_effort": "extreme"}, "reasoning_effort", None),
-        ({"model": "m", "tool_resources": {"file_search": {"vector_store_ids": ["vs_1", "vs_2"]}}},
-         "tool_resources.file_search.vector_store_ids", None),
+        (
+            {"model": "m", "tool_resources": {"file_search": {"vector_store_ids": ["vs_1", "vs_2"]}}},
+            "tool_resources.file_search.vector_store_ids",
+            None,
+        ),
     ],
 )
 def test_assistant_create_rejects(env, http, body, param, code) -> None:
@@ -89,7 +102,13 @@ def test_message_role_and_modify_rules(client, http) -> None:
 
 def test_thread_with_one_bad_message_writes_nothing(env, http) -> None:
     threads, messages = count_rows(env, "threads"), count_rows(env, "messages")
-    body = {"messages": [{"role": "user", "content": "ok"}, {"role": "user", "content": "ok"}, {"role": "robot", "content": "x"}]}
+    body = {
+        "messages": [
+            {"role": "user", "content": "ok"},
+            {"role": "user", "content": "ok"},
+            {"role": "robot", "content": "x"},
+        ]
+    }
     response = http.post("/v1/threads", json=body)
     assert response.status_code == 400 and response.json()["error"]["param"] == "messages[2].role"
     assert (count_rows(env, "threads"), count_rows(env, "messages")) == (threads, messages)

@@ -25,8 +25,15 @@ def error_body(message: str, *, error_type: str, param: str | None = None, code:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
-def error_response(status: int, message: str, *, error_type: str | None = None, param: str | None = None,
-                   code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    *,
+    error_type: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     if error_type is None:
         error_type = "server_error" if status >= 500 else _STATUS_TYPES.get(status, "invalid_request_error")
     return JSONResponse(error_body(message, error_type=error_type, param=param, code=code), status, headers=headers)
@@ -72,7 +79,8 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
         return error_response(400, "Invalid request.", code="invalid_value")
     if any(error.get("type") == "json_invalid" for error, _ in errors):
         return error_response(
-            400, "We could not parse the JSON body of your request. The body must be valid JSON (UTF-8).",
+            400,
+            "We could not parse the JSON body of your request. The body must be valid JSON (UTF-8).",
             code="invalid_json",
         )
     # A union reports one error per member: the deepest location is the member the input was meant for.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import Query
 
@@ -22,8 +23,9 @@ def page_params(kind: str) -> Callable[..., PageRequest]:
     ) -> PageRequest:
         for name, cursor in (("after", after), ("before", before)):
             if cursor is not None and not ids.is_valid(kind, cursor):
-                raise InvalidRequest(f"Invalid '{name}': expected an id of a {kind.replace('_', ' ')}.", param=name,
-                                     code="invalid_value")
+                raise InvalidRequest(
+                    f"Invalid '{name}': expected an id of a {kind.replace('_', ' ')}.", param=name, code="invalid_value"
+                )
         return PageRequest(limit=limit, order=order, after=after, before=before)
 
     return dependency

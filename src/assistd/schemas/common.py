@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -74,7 +74,7 @@ class CodeInterpreterTool(RequestModel):
     type: Literal["code_interpreter"]
 
 
-Tool = Annotated[Union[FunctionTool, FileSearchTool, CodeInterpreterTool], Field(discriminator="type")]
+Tool = Annotated[FunctionTool | FileSearchTool | CodeInterpreterTool, Field(discriminator="type")]
 Tools = Annotated[list[Tool], Field(max_length=MAX_TOOLS)]
 
 
@@ -113,11 +113,9 @@ class ResponseFormatJSONSchema(RequestModel):
     json_schema: JSONSchemaSpec
 
 
-ResponseFormat = Union[
-    Literal["auto"],
-    Annotated[
-        Union[ResponseFormatText, ResponseFormatJSONObject, ResponseFormatJSONSchema], Field(discriminator="type")
-    ],
-]
+ResponseFormat = (
+    Literal["auto"]
+    | Annotated[ResponseFormatText | ResponseFormatJSONObject | ResponseFormatJSONSchema, Field(discriminator="type")]
+)
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -40,7 +40,7 @@ class ImageURLPart(RequestModel):
     image_url: ImageURL
 
 
-ContentPart = Annotated[Union[TextPart, ImageFilePart, ImageURLPart], Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImageFilePart | ImageURLPart, Field(discriminator="type")]
 
 
 class CodeInterpreterAttachmentTool(RequestModel):
@@ -51,9 +51,7 @@ class FileSearchAttachmentTool(RequestModel):
     type: Literal["file_search"]
 
 
-AttachmentTool = Annotated[
-    Union[CodeInterpreterAttachmentTool, FileSearchAttachmentTool], Field(discriminator="type")
-]
+AttachmentTool = Annotated[CodeInterpreterAttachmentTool | FileSearchAttachmentTool, Field(discriminator="type")]
 
 
 class Attachment(RequestModel):
@@ -63,10 +61,10 @@ class Attachment(RequestModel):
 
 class MessageCreate(RequestModel):
     role: Literal["user", "assistant"]
-    content: Union[
-        Annotated[str, StringConstraints(max_length=MAX_TEXT)],
-        Annotated[list[ContentPart], Field(min_length=1, max_length=MAX_CONTENT_PARTS)],
-    ]
+    content: (
+        Annotated[str, StringConstraints(max_length=MAX_TEXT)]
+        | Annotated[list[ContentPart], Field(min_length=1, max_length=MAX_CONTENT_PARTS)]
+    )
     attachments: Annotated[list[Attachment], Field(max_length=MAX_ATTACHMENTS)] | None = None
     metadata: Metadata = None
 

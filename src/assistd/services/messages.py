@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from assistd.errors import NotFound
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
@@ -15,7 +17,6 @@ from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import MessageRepository, ThreadRepository
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 def content_blocks(content: str | list[Any]) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
     """Take over transaction control from pysqlite so BEGIN is ours, and set the pragmas per connection."""
 
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record):  # noqa: ANN001 - DBAPI objects
+    def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -32,7 +32,7 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection):  # noqa: ANN001
+    def _on_begin(connection):
         connection.exec_driver_sql(begin)
 
 

@@ -67,7 +67,9 @@ def new_id(kind: str) -> str:
     return PREFIXES[kind] + _next_body()
 
 
-_PATTERNS = {kind: re.compile(re.escape(prefix) + f"[{ALPHABET}]{{{BODY_LENGTH}}}") for kind, prefix in PREFIXES.items()}
+_PATTERNS = {
+    kind: re.compile(re.escape(prefix) + f"[{ALPHABET}]{{{BODY_LENGTH}}}") for kind, prefix in PREFIXES.items()
+}
 
 
 def is_valid(kind: str, value: str) -> bool:

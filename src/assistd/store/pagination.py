@@ -33,7 +33,9 @@ class Page(Generic[T]):
     has_more: bool
 
 
-async def fetch_page(session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute, request: PageRequest) -> Page[Any]:
+async def fetch_page(
+    session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute, request: PageRequest
+) -> Page[Any]:
     """Run `stmt` (already scoped and filtered) for one page of `request`.
 
     `after` walks forward in list order from the cursor; `before` walks backward from it, and the page

@@ -17,7 +17,7 @@ def _database_url() -> str:
     return context.config.attributes.get("database_url") or Settings().resolved_database_url
 
 
-def _run(connection) -> None:  # noqa: ANN001 - a sync Connection inside run_sync
+def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
