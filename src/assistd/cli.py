@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -31,9 +32,20 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 
+def _load_settings() -> Settings:
+    """Settings from the environment; an invalid value stops here with the variable's name."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "ASSISTD_" + "_".join(str(part) for part in error["loc"]).upper()
+            err_console.print(f"[red]invalid setting[/red] {name}: {error['msg']}")
+        raise typer.Exit(2) from None
+
+
 def _prepare() -> Settings:
     """Settings, with the data directory made and the schema brought up to date."""
-    settings = Settings()
+    settings = _load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     return settings
@@ -66,7 +78,8 @@ def _save_first_key(settings: Settings, created: CreatedKey) -> None:
     os.chmod(path, 0o600)
     console.print(
         f"Created project 'default' and its first API key (shown once, also saved to {path}):\n"
-        f"  [bold]{created.secret}[/bold]"
+        f"  [bold]{created.secret}[/bold]",
+        soft_wrap=True,
     )
 
 

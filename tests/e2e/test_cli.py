@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.server import run_cli
@@ -28,3 +32,15 @@ def test_db_upgrade_is_idempotent(tmp_path) -> None:
     assert "up to date" in run_cli(tmp_path, "db", "upgrade")
     assert "up to date" in run_cli(tmp_path, "db", "upgrade")
     assert (tmp_path / "assistd.db").exists()
+
+
+def test_invalid_setting_is_named(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "assistd", "db", "upgrade"],
+        env={**os.environ, "ASSISTD_DATA_DIR": str(tmp_path), "ASSISTD_PORT": "99999"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "ASSISTD_PORT" in result.stderr

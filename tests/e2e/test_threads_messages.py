@@ -126,3 +126,9 @@ def test_list_messages_by_run_id(client: openai.OpenAI, env) -> None:
     assert [m.id for m in tagged] == ids[:2] and all(m.run_id == "run_x" for m in tagged)
     assert client.beta.threads.messages.list(thread.id, run_id="run_other").data == []
     assert len(client.beta.threads.messages.list(thread.id).data) == 3
+
+
+def test_thread_create_without_a_body(client, http) -> None:
+    response = http.post("/v1/threads")
+    assert response.status_code == 200
+    assert client.beta.threads.retrieve(response.json()["id"]).metadata == {}
