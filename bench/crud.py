@@ -5,15 +5,16 @@ summary, and always stops the server and removes the directory (on errors, Ctrl-
 
 1. Throughput: POST /v1/threads/{id}/messages and GET /v1/threads/{id}/messages?limit=20 requests per second,
    each against GET /health of the same server, all with the same client (httpx.AsyncClient, a fixed number of
-   requests in flight). The three operations run in alternating rounds so drift hits all of them.
-   Goal: create/health and list/health >= 0.5.
+   requests in flight). The three operations run in rotating rounds so drift hits all of them alike.
+   Goal: create/health and list/health >= 0.5. Alongside: the server's CPU time per request (Linux, from
+   /proc) and how busy this client process was, which tells a client-bound rate from a server-bound one.
 2. Scale: p50 and p90 latency of `client.beta.threads.messages.list(thread_id, limit=20)` (official `openai`
    SDK, one request in flight) on a thread of 100,000 messages and on one of 1,000, alternated in random
    order. The messages are bulk-inserted straight into SQLite, shaped as MessageService.create stores them.
    Goal: p50(100,000) / p50(1,000) <= 1.5.
 
-Usage: python bench/crud.py [--quick]   (--quick: a small smoke run, under 30 s)
-Exit status 0 when the measurements completed (goals missed or not); non-zero on any error.
+Usage: python bench/crud.py [--quick]   (--quick: a small smoke run, under 30 s; its big thread is 10,000)
+Exit status 0 when the measurements completed, goals met or not; non-zero on any error.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import httpx
 import openai
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 
 from assistd.services.clock import now
 from assistd.services.messages import content_blocks
@@ -51,12 +52,14 @@ PAGE = 20
 THROUGHPUT_GOAL = 0.5
 SCALE_GOAL = 1.5
 SEED_BATCH = 5_000
+MIN_LATENCY_SAMPLES = 10
 
 
 @dataclass(frozen=True)
 class Plan:
     """How much work one run does; every loop is bounded by these counts and durations."""
 
+    name: str
     concurrency: int
     warmup_s: float
     phase_s: float
@@ -70,13 +73,54 @@ class Plan:
 
 
 FULL = Plan(
-    concurrency=8, warmup_s=1.0, phase_s=4.0, rounds=3, max_requests_per_phase=100_000,
-    small_thread=1_000, big_thread=100_000, latency_warmup=20, latency_samples=400, latency_budget_s=60.0,
+    name="full",
+    concurrency=8,
+    warmup_s=1.0,
+    phase_s=4.0,
+    rounds=3,
+    max_requests_per_phase=100_000,
+    small_thread=1_000,
+    big_thread=100_000,
+    latency_warmup=20,
+    latency_samples=400,
+    latency_budget_s=60.0,
 )
 QUICK = Plan(
-    concurrency=8, warmup_s=0.3, phase_s=1.0, rounds=1, max_requests_per_phase=20_000,
-    small_thread=1_000, big_thread=10_000, latency_warmup=5, latency_samples=50, latency_budget_s=10.0,
+    name="quick",
+    concurrency=8,
+    warmup_s=0.3,
+    phase_s=1.0,
+    rounds=1,
+    max_requests_per_phase=20_000,
+    small_thread=1_000,
+    big_thread=10_000,
+    latency_warmup=5,
+    latency_samples=50,
+    latency_budget_s=10.0,
 )
+
+
+@dataclass
+class Tally:
+    """Requests done by one operation, and the wall, server CPU and client CPU seconds they took."""
+
+    requests: int = 0
+    seconds: float = 0.0
+    server_cpu_s: float | None = 0.0
+    client_cpu_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def server_ms_per_request(self) -> float | None:
+        return None if self.server_cpu_s is None else self.server_cpu_s / self.requests * 1000
+
+    @property
+    def client_busy(self) -> float:
+        """This process's CPU time over wall time (1.0 = one core busy throughout)."""
+        return self.client_cpu_s / self.seconds
 
 
 def _die_with_parent() -> None:
@@ -109,7 +153,10 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "assistd", "serve"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -134,6 +181,16 @@ class Server:
             self.process.kill()
             self.process.wait()
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far, where /proc has it."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     @property
     def api_key(self) -> str:
         """The first key that `serve` wrote for the `default` project."""
@@ -157,20 +214,16 @@ def _ok(response: httpx.Response) -> httpx.Response:
     return response
 
 
-async def _request(client: httpx.AsyncClient, method: str, url: str, **kwargs: object) -> None:
-    """One request that must succeed; the body is read in full, as a real client would."""
-    _ok(await client.request(method, url, **kwargs))
-
-
 # ---------------------------------------------------------------------------------------------- throughput
 
 
-Operation = Callable[[], Awaitable[object]]
+Operation = Callable[[], Awaitable[None]]
 
 
-async def _run_phase(operation: Operation, plan: Plan, duration_s: float) -> tuple[int, float]:
-    """Run `operation` with `plan.concurrency` in flight for `duration_s` (or the request cap); (count, seconds)."""
+async def _run_phase(operation: Operation, plan: Plan, duration_s: float, tally: Tally, server: Server) -> None:
+    """Run `operation` with `plan.concurrency` in flight for `duration_s` (or the request cap); add to `tally`."""
     done = 0
+    server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
     started = time.perf_counter()
     deadline = started + duration_s
 
@@ -181,39 +234,50 @@ async def _run_phase(operation: Operation, plan: Plan, duration_s: float) -> tup
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
-    return done, time.perf_counter() - started
+    tally.seconds += time.perf_counter() - started
+    tally.client_cpu_s += time.process_time() - client_cpu
+    tally.requests += done
+    server_cpu_now = server.cpu_seconds()
+    if server_cpu is None or server_cpu_now is None or tally.server_cpu_s is None:
+        tally.server_cpu_s = None
+    else:
+        tally.server_cpu_s += server_cpu_now - server_cpu
 
 
-async def measure_throughput(base_url: str, api_key: str, plan: Plan) -> dict[str, float]:
-    """Requests per second of health, create and list, each warmed up, then measured in rotating rounds."""
+async def measure_throughput(server: Server, plan: Plan) -> dict[str, Tally]:
+    """Health, create and list, each warmed up, then measured in rounds whose order rotates."""
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
-    headers = {"Authorization": f"Bearer {api_key}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers, limits=limits, timeout=30) as client:
         thread_id = _ok(await client.post("/v1/threads", json={})).json()["id"]
         messages = f"/v1/threads/{thread_id}/messages"
         body = {"role": "user", "content": "A benchmark message of ordinary length, one sentence or so."}
-        operations: dict[str, Operation] = {
-            "health": lambda: _request(client, "GET", "/health"),
-            "create": lambda: _request(client, "POST", messages, json=body),
-            "list": lambda: _request(client, "GET", messages, params={"limit": PAGE}),
-        }
+
+        async def health() -> None:
+            _ok(await client.get("/health"))
+
+        async def create() -> None:
+            _ok(await client.post(messages, json=body))
+
+        async def list_page() -> None:
+            _ok(await client.get(messages, params={"limit": PAGE}))
+
+        operations: dict[str, Operation] = {"health": health, "create": create, "list": list_page}
         for operation in operations.values():
-            await _run_phase(operation, plan, plan.warmup_s)
-        totals = {name: [0, 0.0] for name in operations}
+            await _run_phase(operation, plan, plan.warmup_s, Tally(), server)
+        tallies = {name: Tally() for name in operations}
         names = list(operations)
         for round_index in range(plan.rounds):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                count, seconds = await _run_phase(operations[name], plan, plan.phase_s)
-                totals[name][0] += count
-                totals[name][1] += seconds
-    return {name: count / seconds for name, (count, seconds) in totals.items()}
+                await _run_phase(operations[name], plan, plan.phase_s, tallies[name], server)
+    return tallies
 
 
 # ---------------------------------------------------------------------------------------------- scale
 
 
-def seed_thread(engine, project_id: str, thread_id: str, count: int) -> None:  # noqa: ANN001 - sync Engine
+def seed_thread(engine: Engine, project_id: str, thread_id: str, count: int) -> None:
     """Bulk-insert `count` user messages into the thread, one transaction per batch, as the service stores them."""
     for start in range(0, count, SEED_BATCH):
         created_at = now()
@@ -274,6 +338,9 @@ def measure_list_latency(server: Server, threads: dict[int, str], plan: Plan) ->
                     samples[size].append(elapsed)
     finally:
         client.close()
+    if min(len(values) for values in samples.values()) < MIN_LATENCY_SAMPLES:
+        budget = plan.latency_budget_s
+        raise RuntimeError(f"the {budget:g} s latency budget ran out before {MIN_LATENCY_SAMPLES} samples")
     return samples
 
 
@@ -289,63 +356,71 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(plan: Plan, rates: dict[str, float], samples: dict[int, list[float]], seed_s: float, total_s: float) -> str:
+def report(
+    plan: Plan, tallies: dict[str, Tally], samples: dict[int, list[float]], seed_s: float, total_s: float
+) -> str:
     """The summary table, as printed."""
     small, big = plan.small_thread, plan.big_thread
     p50 = {size: percentile(values, 50) * 1000 for size, values in samples.items()}
     p90 = {size: percentile(values, 90) * 1000 for size, values in samples.items()}
     scale_ratio = p50[big] / p50[small]
+    health = tallies["health"]
     lines = [
         "",
-        "=" * 88,
-        f"assistd CRUD benchmark ({'quick' if plan is QUICK else 'full'})",
+        "=" * 100,
+        f"assistd CRUD benchmark ({plan.name})",
         f"command : {shlex.join([sys.executable, *sys.argv])}",
         f"machine : {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
-        f"; server and client share the machine",
+        "; server and client share it",
         "",
         f"1. Throughput - httpx.AsyncClient, {plan.concurrency} requests in flight, {plan.warmup_s:g} s warm-up each,"
         f" {plan.rounds} x {plan.phase_s:g} s rotating rounds",
-        f"   {'operation':<44}{'req/s':>10}{'vs health':>11}{'goal':>9}{'':>7}",
-        f"   {'GET /health':<44}{rates['health']:>10.0f}{'':>11}{'':>9}",
+        f"   {'operation':<42}{'req/s':>8}{'vs health':>11}{'goal':>8}{'':>6}{'server CPU/req':>16}{'client busy':>13}",
     ]
     for name, label in (
+        ("health", "GET /health"),
         ("create", "POST /v1/threads/{id}/messages"),
         ("list", f"GET /v1/threads/{{id}}/messages?limit={PAGE}"),
     ):
-        ratio = rates[name] / rates["health"]
+        tally = tallies[name]
+        ratio = tally.rate / health.rate
+        judged = f"{ratio:>11.2f}{'>= ' + str(THROUGHPUT_GOAL):>8}{verdict(ratio >= THROUGHPUT_GOAL):>6}"
+        server_ms = tally.server_ms_per_request
         lines.append(
-            f"   {label:<44}{rates[name]:>10.0f}{ratio:>11.2f}{'>= ' + str(THROUGHPUT_GOAL):>9}"
-            f"{verdict(ratio >= THROUGHPUT_GOAL):>7}"
+            f"   {label:<42}{tally.rate:>8.0f}{judged if name != 'health' else '':<25}"
+            f"{'n/a' if server_ms is None else f'{server_ms:.2f} ms':>16}{tally.client_busy:>12.0%}"
         )
     lines += [
-        f"   (list: {rates['list'] * PAGE:.0f} messages/s at {PAGE} per page)",
+        f"   (list: {tallies['list'].rate * PAGE:.0f} messages/s at {PAGE} per page; client busy near 100% = the"
+        " client, not the server, set the rate)",
         "",
         f"2. Scale - openai SDK client.beta.threads.messages.list(thread_id, limit={PAGE}), one in flight,"
-        f" sizes alternated",
+        " sizes alternated",
         f"   {'thread size':<18}{'samples':>9}{'p50 ms':>10}{'p90 ms':>10}",
     ]
     for size in (small, big):
         lines.append(f"   {size:<18,}{len(samples[size]):>9}{p50[size]:>10.2f}{p90[size]:>10.2f}")
     lines += [
-        f"   p50 ratio {big:,} / {small:,}: {scale_ratio:.2f}   goal <= {SCALE_GOAL}   {verdict(scale_ratio <= SCALE_GOAL)}",
+        f"   p50 ratio {big:,} / {small:,}: {scale_ratio:.2f}   goal <= {SCALE_GOAL}"
+        f"   {verdict(scale_ratio <= SCALE_GOAL)}",
         f"   ({small + big:,} messages seeded straight into SQLite in {seed_s:.1f} s)",
         "",
         f"total {total_s:.1f} s",
-        "=" * 88,
+        "=" * 100,
     ]
     return "\n".join(lines)
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    """SIGTERM ends the bench like Ctrl-C does, so the server is still stopped."""
-    raise SystemExit(128 + signum)
+def _interrupt(_signum: int, _frame: object) -> None:
+    """SIGTERM is taken as Ctrl-C, so the server is still stopped and its data directory removed."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 30 s)")
     plan = QUICK if parser.parse_args().quick else FULL
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Assistants API deprecated
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as data_dir:
@@ -353,21 +428,25 @@ def main() -> int:
         try:
             server.start()
             print(f"server on {server.base_url}; measuring throughput ...", flush=True)
-            rates = asyncio.run(measure_throughput(server.base_url, server.api_key, plan))
+            tallies = asyncio.run(measure_throughput(server, plan))
             print(f"seeding threads of {plan.small_thread:,} and {plan.big_thread:,} messages ...", flush=True)
             threads, seed_s = seed(server, [plan.small_thread, plan.big_thread])
             print("measuring list latency ...", flush=True)
             samples = measure_list_latency(server, threads, plan)
-        except BaseException:
+        except Exception:
             tail = server.log_tail()
             if tail:
                 print(f"--- last lines of the server log ---\n{tail}", file=sys.stderr)
             raise
         finally:
             server.stop()
-    print(report(plan, rates, samples, seed_s, time.perf_counter() - started))
+    print(report(plan, tallies, samples, seed_s, time.perf_counter() - started))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        sys.exit(130)
