@@ -21,7 +21,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.resolved_database_url)
-        app.state.services = Services.build(db)
+        app.state.services = Services.build(db, settings)
         try:
             yield
         finally:

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes; larger bodies get 413."
     )
+    auth_cache_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How long a valid API key is remembered; a key revoked from another process stops within this.",
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property

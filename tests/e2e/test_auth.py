@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -56,6 +58,16 @@ def test_revoked_key_stops_working(env) -> None:
         word for line in listing.splitlines() if "temp" in line for word in line.split() if word.startswith("key_")
     )
     run_cli(env.server.data_dir, "keys", "revoke", key_id)
+    # the server remembers valid keys for ASSISTD_AUTH_CACHE_SECONDS (2 s by default)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.beta.assistants.list()
+        except openai.AuthenticationError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("a revoked key still worked 10 s after revocation")
     with pytest.raises(openai.AuthenticationError):
         client.beta.assistants.list()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assistd.config import Settings
 from assistd.services.assistants import AssistantService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
@@ -20,10 +21,10 @@ class Services:
     messages: MessageService
 
     @classmethod
-    def build(cls, db: Database) -> Services:
+    def build(cls, db: Database, settings: Settings) -> Services:
         return cls(
             db=db,
-            projects=ProjectService(db),
+            projects=ProjectService(db, auth_cache_seconds=settings.auth_cache_seconds),
             assistants=AssistantService(db),
             threads=ThreadService(db),
             messages=MessageService(db),

@@ -2,6 +2,9 @@
 
 A key is `sk-` + 43 url-safe characters (32 random bytes). Only its SHA-256 is stored; a high-entropy
 secret needs no slow hash. The plain key exists once, in the return value of `create_key`.
+
+Valid keys are remembered for `auth_cache_seconds`, so most requests skip the key lookup. A key revoked
+through this process stops at once; one revoked by another process (the CLI) within that many seconds.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 
 from assistd.errors import Conflict, NotFound
@@ -20,6 +24,7 @@ from assistd.store.ids import new_id
 from assistd.store.repositories import ProjectRepository
 
 KEY_PREFIX = "sk-"
+MAX_CACHED_KEYS = 10_000
 
 
 def hash_secret(secret: str) -> str:
@@ -38,8 +43,10 @@ class CreatedKey:
 
 
 class ProjectService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, auth_cache_seconds: float = 0) -> None:
         self.db = db
+        self.auth_cache_seconds = auth_cache_seconds
+        self._valid_keys: dict[str, tuple[Principal, float]] = {}  # secret hash -> (principal, expiry)
 
     async def create_project(self, name: str) -> tables.Project:
         async with self.db.write() as session:
@@ -90,16 +97,26 @@ class ProjectService:
                 raise NotFound(f"No API key found with id '{key_id}'.")
             if key.revoked_at is None:
                 key.revoked_at = now()
-            return key
+        self._valid_keys.pop(key.secret_hash, None)
+        return key
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The Principal for a presented key, or None when it is unknown or revoked."""
         presented = hash_secret(secret)
+        cached = self._valid_keys.get(presented)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         async with self.db.read() as session:
             key = await ProjectRepository(session).key_by_hash(presented)
         if key is None or key.revoked_at is not None or not hmac.compare_digest(key.secret_hash, presented):
+            self._valid_keys.pop(presented, None)
             return None
-        return Principal(project_id=key.project_id, key_id=key.id)
+        principal = Principal(project_id=key.project_id, key_id=key.id)
+        if self.auth_cache_seconds > 0:
+            if len(self._valid_keys) >= MAX_CACHED_KEYS:
+                self._valid_keys.clear()
+            self._valid_keys[presented] = (principal, time.monotonic() + self.auth_cache_seconds)
+        return principal
 
     async def ensure_first_key(self) -> CreatedKey | None:
         """On a store with no project yet: a `default` project and its first key. Otherwise None."""
