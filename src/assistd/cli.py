@@ -89,15 +89,21 @@ def serve() -> None:
     import uvicorn
 
     from assistd import logs
-    from assistd.app import create_app
+    from assistd.app import create_app, load_registry
+    from assistd.engines.registry import ConfigError
 
     settings = _prepare()
     logs.configure(settings.log_level)
+    try:
+        registry = load_registry(settings)
+    except ConfigError as exc:
+        err_console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
     created = _with_projects(settings, lambda projects: projects.ensure_first_key())
     if created is not None:
         _save_first_key(settings, created)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, registry),
         host=settings.host,
         port=settings.port,
         log_config=None,

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a valid API key is remembered; a key revoked from another process stops within this.",
     )
+    models_file: Path | None = Field(
+        None, description="TOML file of models (engines, aliases); default: the bundled local models."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property

@@ -57,3 +57,13 @@ class PayloadTooLarge(AssistdError):
 class RateLimited(AssistdError):
     status_code = 429
     error_type = "rate_limit_error"
+
+
+class UpstreamError(AssistdError):
+    status_code = 502
+    error_type = "api_error"
+
+
+class UpstreamTimeout(AssistdError):
+    status_code = 504
+    error_type = "timeout"

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from assistd.config import Settings
+from assistd.engines.registry import ModelRegistry
 from assistd.services.assistants import AssistantService
+from assistd.services.generation import GenerationService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
 from assistd.services.threads import ThreadService
@@ -19,13 +21,15 @@ class Services:
     assistants: AssistantService
     threads: ThreadService
     messages: MessageService
+    generation: GenerationService
 
     @classmethod
-    def build(cls, db: Database, settings: Settings) -> Services:
+    def build(cls, db: Database, settings: Settings, registry: ModelRegistry) -> Services:
         return cls(
             db=db,
             projects=ProjectService(db, auth_cache_seconds=settings.auth_cache_seconds),
             assistants=AssistantService(db),
             threads=ThreadService(db),
             messages=MessageService(db),
+            generation=GenerationService(registry),
         )

@@ -1,0 +1,78 @@
+"""/v1/chat/completions, /v1/completions, /v1/engines/{engine}/completions, /v1/embeddings, /v1/models"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from assistd.api import sse
+from assistd.api.deps import Caller, ServicesDep
+from assistd.errors import InvalidRequest
+from assistd.schemas.chat import ChatCompletionCreate
+from assistd.schemas.completions import CompletionCreate
+from assistd.schemas.embeddings import EmbeddingCreate
+from assistd.services.generation import error_event
+
+router = APIRouter(prefix="/v1", tags=["models"])
+
+
+def _sse(objects: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def messages() -> AsyncIterator[bytes]:
+        try:
+            async for item in objects:
+                yield sse.encode(item)
+        except Exception as exc:  # after the 200: the error travels inside the stream
+            yield sse.encode(error_event(exc))
+        yield sse.encode(sse.DONE)
+
+    return sse.response(messages())
+
+
+@router.post("/chat/completions", response_model=None)
+async def create_chat_completion(
+    body: ChatCompletionCreate, _caller: Caller, services: ServicesDep
+) -> dict[str, Any] | StreamingResponse:
+    if body.stream:
+        return _sse(await services.generation.chat_stream(body))
+    return await services.generation.chat(body)
+
+
+async def _complete(body: CompletionCreate, model: str, services) -> dict[str, Any] | StreamingResponse:
+    if body.stream:
+        return _sse(await services.generation.complete_stream(body, model))
+    return await services.generation.complete(body, model)
+
+
+@router.post("/completions", response_model=None)
+async def create_completion(
+    body: CompletionCreate, _caller: Caller, services: ServicesDep
+) -> dict[str, Any] | StreamingResponse:
+    if body.model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+    return await _complete(body, body.model, services)
+
+
+@router.post("/engines/{engine}/completions", response_model=None)
+async def create_engine_completion(
+    engine: str, body: CompletionCreate, _caller: Caller, services: ServicesDep
+) -> dict[str, Any] | StreamingResponse:
+    """The pre-2023 path: the engine in the path is the model (a `model` in the body wins, as it names the same)."""
+    return await _complete(body, body.model or engine, services)
+
+
+@router.post("/embeddings")
+async def create_embeddings(body: EmbeddingCreate, _caller: Caller, services: ServicesDep) -> dict[str, Any]:
+    return await services.generation.embed(body)
+
+
+@router.get("/models")
+async def list_models(_caller: Caller, services: ServicesDep) -> dict[str, Any]:
+    return {"object": "list", "data": services.generation.registry.describe_all()}
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, _caller: Caller, services: ServicesDep) -> dict[str, Any]:
+    return services.generation.registry.describe(model)

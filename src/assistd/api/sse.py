@@ -1,0 +1,26 @@
+"""Server-sent events: the one encoder for every stream we send."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi.responses import StreamingResponse
+
+DONE = "[DONE]"
+
+
+def encode(data: dict[str, Any] | str, event: str | None = None) -> bytes:
+    """One SSE message; `data` is a JSON object or a literal such as [DONE]."""
+    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def response(messages: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        messages,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

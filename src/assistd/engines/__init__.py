@@ -1,0 +1,1 @@
+"""Models behind one small interface: text generation engines and embedding engines."""

@@ -1,0 +1,107 @@
+"""The engine interface: what chat completions, legacy completions and runs ask of a model.
+
+A text engine turns a GenerationRequest into an async stream of Chunks (text deltas, tool-call deltas, a
+finish reason, usage). An embedding engine turns texts into vectors. Engines raise the typed errors of
+assistd.errors (InvalidRequest for a prompt over the context, UpstreamError for a failed upstream), never
+bare exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of one tool call; `index` says which call it extends. `id` and `name` come in its first piece."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One step of a generation stream. The last chunk carries `finish_reason` and `usage`."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What to generate. Exactly one of `messages` (chat) and `prompt` (plain completion) is set.
+
+    `messages` are OpenAI chat messages as plain dicts (roles system/developer/user/assistant/tool, content as
+    a string or parts, assistant `tool_calls`). `tools` are OpenAI function tools as dicts. `response_format`
+    is None, {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}.
+    Sampling fields left None take the model's configured defaults.
+    """
+
+    messages: Sequence[dict[str, Any]] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: Sequence[str] = ()
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    tools: Sequence[dict[str, Any]] = ()
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class TextEngine(Protocol):
+    """A model that generates text (and tool calls)."""
+
+    model_id: str
+    context_length: int
+
+    def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Generate, yielding chunks as they come. Cancelling the iteration stops the generation."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: list[list[float]]
+    prompt_tokens: int
+
+
+@runtime_checkable
+class EmbeddingEngine(Protocol):
+    """A model that turns texts into unit-length vectors of `dimensions` floats."""
+
+    model_id: str
+    dimensions: int
+    max_input_tokens: int
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Vectors for `texts`, in order, and the number of input tokens counted."""
+        ...
+
+    async def close(self) -> None: ...

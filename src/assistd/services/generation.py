@@ -1,0 +1,313 @@
+"""Chat completions, legacy completions and embeddings over the model registry, in OpenAI's wire shapes.
+
+Blocking answers collect an engine's chunks; streams turn them into chat.completion.chunk / text_completion
+objects as they come. Generation happens while the client listens: if it goes away, the stream is closed and
+the engine stops.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import struct
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from assistd.engines.base import Chunk, GenerationRequest, Usage
+from assistd.engines.registry import ModelRegistry
+from assistd.errors import AssistdError, InvalidRequest
+from assistd.schemas.chat import ChatCompletionCreate
+from assistd.schemas.completions import CompletionCreate
+from assistd.schemas.embeddings import EmbeddingCreate
+from assistd.services.clock import now
+from assistd.services.serialize import to_stored
+
+log = logging.getLogger(__name__)
+SYSTEM_FINGERPRINT = "fp_assistd"
+
+
+def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+@dataclass
+class Collected:
+    """Everything one choice's stream said, put together."""
+
+    text: str = ""
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str = "stop"
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+
+    def add(self, chunk: Chunk) -> None:
+        self.text += chunk.text
+        for delta in chunk.tool_calls:
+            call = self.tool_calls.setdefault(
+                delta.index, {"id": delta.id, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            call["id"] = delta.id or call["id"]
+            call["function"]["name"] += delta.name or ""
+            call["function"]["arguments"] += delta.arguments
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
+        if chunk.usage:
+            self.usage = chunk.usage
+
+
+async def first_then_rest(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+    """Start a generation now (so a bad request fails before any byte is sent), yield it lazily afterwards."""
+    first = await anext(chunks)
+
+    async def replay() -> AsyncIterator[Chunk]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return replay()
+
+
+def error_event(exc: Exception) -> dict[str, Any]:
+    """What a stream sends when generation fails after the 200: the SDK raises it as an APIError."""
+    if isinstance(exc, AssistdError):
+        return {"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}}
+    log.exception("generation failed mid-stream", exc_info=exc)
+    return {
+        "error": {"message": "The model failed while generating.", "type": "server_error", "param": None, "code": None}
+    }
+
+
+class GenerationService:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    # -- chat -------------------------------------------------------------------------------------------
+
+    def _chat_request(self, body: ChatCompletionCreate) -> GenerationRequest:
+        return GenerationRequest(
+            messages=body.message_dicts(),
+            max_tokens=body.token_limit(),
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=_stop(body.stop),
+            seed=body.seed,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            tools=to_stored(body.tools) or (),
+            tool_choice=to_stored(body.tool_choice),
+            parallel_tool_calls=body.parallel_tool_calls is not False,
+            response_format=to_stored(body.response_format) if body.response_format != "auto" else None,
+            user=body.user,
+        )
+
+    async def chat(self, body: ChatCompletionCreate) -> dict[str, Any]:
+        engine = self.registry.text(body.model)
+        request = self._chat_request(body)
+        choices, usage = [], Usage(0, 0)
+        for index in range(body.n or 1):
+            collected = Collected()
+            async for chunk in engine.stream(request):
+                collected.add(chunk)
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": collected.text,
+                "refusal": None,
+                "annotations": [],
+            }
+            if collected.tool_calls:
+                message["content"] = collected.text or None
+                message["tool_calls"] = [collected.tool_calls[i] for i in sorted(collected.tool_calls)]
+            choices.append(
+                {"index": index, "message": message, "logprobs": None, "finish_reason": collected.finish_reason}
+            )
+            usage = Usage(collected.usage.prompt_tokens, usage.completion_tokens + collected.usage.completion_tokens)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": now(),
+            "model": body.model,
+            "choices": choices,
+            "usage": _usage(usage),
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "service_tier": "default",
+        }
+
+    async def chat_stream(self, body: ChatCompletionCreate) -> AsyncIterator[dict[str, Any]]:
+        """The chunk objects of a streamed chat completion (the caller frames them as SSE)."""
+        engine = self.registry.text(body.model)
+        request = self._chat_request(body)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": now(),
+            "model": body.model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+            "service_tier": "default",
+        }
+        first = await first_then_rest(engine.stream(request))
+
+        def chunk(choice: dict[str, Any]) -> dict[str, Any]:
+            return {**base, "choices": [choice], **({"usage": None} if include_usage else {})}
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            total = Usage(0, 0)
+            for index in range(body.n or 1):
+                stream = first if index == 0 else engine.stream(request)
+                yield chunk(
+                    {
+                        "index": index,
+                        "delta": {"role": "assistant", "content": "", "refusal": None},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                )
+                async for part in stream:
+                    delta: dict[str, Any] = {}
+                    if part.text:
+                        delta["content"] = part.text
+                    if part.tool_calls:
+                        delta["tool_calls"] = [
+                            {
+                                "index": call.index,
+                                **({"id": call.id, "type": "function"} if call.id else {}),
+                                "function": {**({"name": call.name} if call.name else {}), "arguments": call.arguments},
+                            }
+                            for call in part.tool_calls
+                        ]
+                    if delta:
+                        yield chunk({"index": index, "delta": delta, "logprobs": None, "finish_reason": None})
+                    if part.finish_reason:
+                        yield chunk(
+                            {"index": index, "delta": {}, "logprobs": None, "finish_reason": part.finish_reason}
+                        )
+                    if part.usage:
+                        total = Usage(part.usage.prompt_tokens, total.completion_tokens + part.usage.completion_tokens)
+            if include_usage:
+                yield {**base, "choices": [], "usage": _usage(total)}
+
+        return chunks()
+
+    # -- legacy completions -----------------------------------------------------------------------------
+
+    def _completion_requests(self, body: CompletionCreate) -> list[GenerationRequest]:
+        return [
+            GenerationRequest(
+                prompt=prompt,
+                max_tokens=body.max_tokens,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                stop=_stop(body.stop),
+                seed=body.seed,
+                presence_penalty=body.presence_penalty,
+                frequency_penalty=body.frequency_penalty,
+                user=body.user,
+            )
+            for prompt in body.prompts()
+            for _ in range(body.n or 1)
+        ]
+
+    async def complete(self, body: CompletionCreate, model: str) -> dict[str, Any]:
+        engine = self.registry.text(model)
+        choices, prompt_tokens, completion_tokens = [], 0, 0
+        requests = self._completion_requests(body)
+        for index, request in enumerate(requests):
+            collected = Collected()
+            async for chunk in engine.stream(request):
+                collected.add(chunk)
+            text = (request.prompt if body.echo else "") + collected.text
+            choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": collected.finish_reason})
+            if index % (body.n or 1) == 0:
+                prompt_tokens += collected.usage.prompt_tokens
+            completion_tokens += collected.usage.completion_tokens
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": now(),
+            "model": model,
+            "choices": choices,
+            "usage": _usage(Usage(prompt_tokens, completion_tokens)),
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+
+    async def complete_stream(self, body: CompletionCreate, model: str) -> AsyncIterator[dict[str, Any]]:
+        engine = self.registry.text(model)
+        requests = self._completion_requests(body)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        base = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": now(),
+            "model": model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
+        }
+        first = await first_then_rest(engine.stream(requests[0]))
+
+        async def chunks() -> AsyncIterator[dict[str, Any]]:
+            prompt_tokens = completion_tokens = 0
+            for index, request in enumerate(requests):
+                if body.echo:
+                    yield {
+                        **base,
+                        "choices": [{"text": request.prompt, "index": index, "logprobs": None, "finish_reason": None}],
+                    }
+                async for part in first if index == 0 else engine.stream(request):
+                    if part.text or part.finish_reason:
+                        yield {
+                            **base,
+                            "choices": [
+                                {
+                                    "text": part.text,
+                                    "index": index,
+                                    "logprobs": None,
+                                    "finish_reason": part.finish_reason,
+                                }
+                            ],
+                        }
+                    if part.usage:
+                        if index % (body.n or 1) == 0:
+                            prompt_tokens += part.usage.prompt_tokens
+                        completion_tokens += part.usage.completion_tokens
+            if include_usage:
+                yield {**base, "choices": [], "usage": _usage(Usage(prompt_tokens, completion_tokens))}
+
+        return chunks()
+
+    # -- embeddings -------------------------------------------------------------------------------------
+
+    async def embed(self, body: EmbeddingCreate) -> dict[str, Any]:
+        engine = self.registry.embedding(body.model)
+        if body.dimensions is not None and body.dimensions != engine.dimensions:
+            raise InvalidRequest(
+                f"'{body.model}' makes vectors of {engine.dimensions} dimensions and cannot shorten them.",
+                param="dimensions",
+            )
+        result = await engine.embed(body.texts())
+        as_base64 = body.encoding_format == "base64"
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+                if as_base64
+                else vector,
+            }
+            for index, vector in enumerate(result.vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.model,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        }
