@@ -229,4 +229,3 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llama.close()
-
