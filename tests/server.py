@@ -34,7 +34,7 @@ def run_cli(data_dir: Path, *args: str) -> str:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, **settings: str) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str] | None = None, **settings: str) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -45,6 +45,7 @@ class ServerProcess:
             "ASSISTD_HOST": "127.0.0.1",
             "ASSISTD_PORT": str(self.port),
             **{f"ASSISTD_{name.upper()}": value for name, value in settings.items()},
+            **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
 
