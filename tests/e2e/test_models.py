@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import jsonschema
 import openai
@@ -344,3 +345,27 @@ def test_embeddings(client: openai.OpenAI) -> None:
 def test_embeddings_reject(http, change, status) -> None:
     body = {"model": EMBEDDING_MODEL, "input": "hello", **change}
     assert http.post("/v1/embeddings", json=body).status_code == status
+
+
+def test_client_disconnect_stops_generation(env) -> None:
+    """Closing a stream mid-way stops the model at its next token instead of generating to max_tokens."""
+    import httpx
+
+    body = {
+        "model": CHAT_MODEL,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "max_tokens": 4000,
+        "stream": True,
+    }
+    headers = {"Authorization": f"Bearer {env.key_a}"}
+    with httpx.stream("POST", f"{env.base_url}/v1/chat/completions", json=body, headers=headers, timeout=60) as r:
+        lines = r.iter_lines()
+        received = [next(lines) for _ in range(12)]
+    assert any(line.startswith("data: ") for line in received)
+    deadline = time.monotonic() + 30
+    while "nobody is listening" not in env.server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stopped = [line for line in env.server.log_text().splitlines() if "nobody is listening" in line]
+    assert stopped, "the generation was not stopped"
+    tokens = int(stopped[-1].split(" after ")[1].split()[0])
+    assert tokens < 4000

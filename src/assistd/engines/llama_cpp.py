@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from assistd.engines.grammar import generation_grammar
 from assistd.engines.prompting import template_messages
 from assistd.errors import InvalidRequest
 from assistd.store.ids import new_id
+
+log = logging.getLogger(__name__)
 
 # Used when neither the request nor the model's configured defaults set a sampling parameter.
 SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0}
@@ -179,6 +182,10 @@ class LlamaCppEngine:
                     loop.call_soon_threadsafe(queue.put_nowait, (choice["text"], choice["finish_reason"], generated()))
                     if cancelled.is_set():
                         break
+                if cancelled.is_set():
+                    log.info(
+                        "generation on %s stopped after %d tokens: nobody is listening", self.model_id, generated()
+                    )
             except BaseException as exc:  # handed to the consumer, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
