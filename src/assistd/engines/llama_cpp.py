@@ -9,6 +9,7 @@ that stops listening (a client that disconnects) stops the generation at the nex
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib.util
 import json
 import logging
@@ -191,7 +192,7 @@ class LlamaCppEngine:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        job = loop.run_in_executor(self._worker, work)
+        job = loop.run_in_executor(self._worker, contextvars.copy_context().run, work)  # logs keep the request id
         try:
             while (item := await queue.get()) is not _END:
                 if isinstance(item, BaseException):
