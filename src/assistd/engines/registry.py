@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistd.engines.base import EmbeddingEngine, TextEngine
+from assistd.engines.packaged import packaged_file
 from assistd.errors import InvalidRequest, NotFound
 
 DEFAULT_TEXT_MODEL = "smollm2-135m-instruct"
@@ -119,12 +120,12 @@ def load_config(path: Path | None) -> ModelsConfig:
 
 def _build(model_id: str, spec: ModelSpec) -> TextEngine | EmbeddingEngine:
     if isinstance(spec, LlamaCppSpec):
-        from assistd.engines.llama_cpp import LlamaCppEngine, packaged_model_path
+        from assistd.engines.llama_cpp import LlamaCppEngine
 
         if spec.path is not None:
             path = spec.path
         elif spec.package and spec.file:
-            path = packaged_model_path(spec.package, spec.file)
+            path = packaged_file(spec.package, spec.file)
         else:
             raise ConfigError(f"models.{model_id}: set `path`, or both `package` and `file`")
         defaults = spec.defaults.model_dump(exclude_none=True)
