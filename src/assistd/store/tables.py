@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(64)
@@ -89,3 +89,89 @@ class Message(Base):
     completed_at: Mapped[int | None] = mapped_column(BigInteger)
     incomplete_at: Mapped[int | None] = mapped_column(BigInteger)
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+
+
+class Run(Base):
+    """A run, and its job: the lease columns say which worker holds it and until when."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_project_id_thread_id_id", "project_id", "thread_id", "id"),
+        Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        # one active run per thread, enforced by the database itself
+        Index(
+            "ux_runs_one_active_per_thread",
+            "thread_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"),
+            postgresql_where=text("status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
+    assistant_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(256))
+    instructions: Mapped[str] = mapped_column(Text)
+    tools: Mapped[list[Any]] = mapped_column(JSON)
+    tool_resources: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    temperature: Mapped[float | None] = mapped_column(Float)
+    top_p: Mapped[float | None] = mapped_column(Float)
+    response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
+    tool_choice: Mapped[Any] = mapped_column(JSON, nullable=True)
+    parallel_tool_calls: Mapped[bool] = mapped_column(Boolean)
+    max_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    truncation_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[int | None] = mapped_column(BigInteger)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    required_action: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunStep(Base):
+    __tablename__ = "run_steps"
+    __table_args__ = (Index("ix_run_steps_project_id_run_id_id", "project_id", "run_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ID, ForeignKey("runs.id", ondelete="CASCADE"))
+    thread_id: Mapped[str] = mapped_column(ID)
+    assistant_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    step_details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    completed_at: Mapped[int | None] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+    failed_at: Mapped[int | None] = mapped_column(BigInteger)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger)
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+
+
+class IdempotencyKey(Base):
+    """A POST that carried `Idempotency-Key`: a retry with the same key gets the object the first one made."""
+
+    __tablename__ = "idempotency_keys"
+
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    object_id: Mapped[str] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
