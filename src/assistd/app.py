@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from assistd import __version__
-from assistd.api import assistants, errors, generation, health, messages, threads
+from assistd.api import assistants, errors, generation, health, messages, runs, threads
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry, load_config
+from assistd.runtime.events import EventBus
+from assistd.runtime.executor import ExecutorSettings, RunExecutor
+from assistd.runtime.worker import Worker
 from assistd.services.clock import now
 from assistd.services.container import Services
 from assistd.store.database import Database
@@ -30,17 +33,25 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = registry or load_registry(settings)
         db = Database(settings.resolved_database_url)
-        app.state.services = Services.build(db, settings, models)
+        bus = EventBus()
+        executor = RunExecutor(
+            db, models, bus, ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds)
+        )
+        worker = Worker(executor, concurrency=settings.worker_concurrency, lease_seconds=settings.run_lease_seconds)
+        app.state.services = Services.build(db, settings, models, bus, worker.wake)
+        worker.start()
         try:
             yield
         finally:
+            await worker.stop()
             await db.dispose()
             await models.close()
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.settings = settings
     errors.install(app)
-    for router in (health.router, assistants.router, threads.router, messages.router, generation.router):
+    # runs first: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}
+    for router in (health.router, runs.router, assistants.router, threads.router, messages.router, generation.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(
         None, description="TOML file of models (engines, aliases); default: the bundled local models."
     )
+    worker_concurrency: int = Field(4, ge=1, description="Runs one embedded worker executes at the same time.")
+    run_lease_seconds: float = Field(
+        30.0, gt=0, description="How long a worker's claim on a run lasts without a heartbeat (crash takeover time)."
+    )
+    tool_output_timeout_seconds: int = Field(
+        600, ge=1, description="How long a run waits in requires_action for tool outputs before it expires."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
+from assistd.runtime.events import EventBus
 from assistd.services.assistants import AssistantService
 from assistd.services.generation import GenerationService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
+from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
 from assistd.store.database import Database
 
@@ -22,9 +25,13 @@ class Services:
     threads: ThreadService
     messages: MessageService
     generation: GenerationService
+    runs: RunService
+    bus: EventBus
 
     @classmethod
-    def build(cls, db: Database, settings: Settings, registry: ModelRegistry) -> Services:
+    def build(
+        cls, db: Database, settings: Settings, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None]
+    ) -> Services:
         return cls(
             db=db,
             projects=ProjectService(db, auth_cache_seconds=settings.auth_cache_seconds),
@@ -32,4 +39,6 @@ class Services:
             threads=ThreadService(db),
             messages=MessageService(db),
             generation=GenerationService(registry),
+            runs=RunService(db, registry, bus, wake),
+            bus=bus,
         )

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from assistd.errors import NotFound
+from assistd.errors import InvalidRequest, NotFound
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
 from assistd.services.clock import now
@@ -16,7 +16,7 @@ from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
-from assistd.store.repositories import MessageRepository, ThreadRepository
+from assistd.store.repositories import MessageRepository, RunRepository, ThreadRepository
 
 
 def content_blocks(content: str | list[Any]) -> list[dict[str, Any]]:
@@ -60,6 +60,13 @@ class MessageService:
     async def create(self, principal: Principal, thread_id: str, body: MessageCreate) -> dict[str, Any]:
         async with self.db.write() as session:
             await require_thread(session, principal, thread_id)
+            active = await RunRepository(session, principal.project_id).active_for_thread(thread_id)
+            if active is not None:
+                raise InvalidRequest(
+                    f"Can't add messages to {thread_id} while a run {active.id} is active.",
+                    param="thread_id",
+                    code="run_active",
+                )
             row = await MessageRepository(session, principal.project_id).add(new_message_row(thread_id, body, now()))
         return wire.message(row)
 

@@ -57,3 +57,57 @@ def message(row: tables.Message) -> dict[str, Any]:
 
 def deleted(object_id: str, object_type: str) -> dict[str, Any]:
     return {"id": object_id, "object": f"{object_type}.deleted", "deleted": True}
+
+
+def run(row: tables.Run) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "thread.run",
+        "created_at": row.created_at,
+        "assistant_id": row.assistant_id,
+        "thread_id": row.thread_id,
+        "status": row.status,
+        "started_at": row.started_at,
+        "expires_at": row.expires_at,
+        "cancelled_at": row.cancelled_at,
+        "failed_at": row.failed_at,
+        "completed_at": row.completed_at,
+        "required_action": row.required_action,
+        "last_error": row.last_error,
+        "model": row.model,
+        "instructions": row.instructions,
+        "tools": row.tools,
+        "tool_resources": row.tool_resources or {},
+        "metadata": row.metadata_,
+        "temperature": row.temperature,
+        "top_p": row.top_p,
+        "max_completion_tokens": row.max_completion_tokens,
+        "max_prompt_tokens": row.max_prompt_tokens,
+        "truncation_strategy": row.truncation_strategy,
+        "incomplete_details": row.incomplete_details,
+        "usage": row.usage,
+        "response_format": row.response_format if row.response_format is not None else "auto",
+        "tool_choice": row.tool_choice if row.tool_choice is not None else "auto",
+        "parallel_tool_calls": row.parallel_tool_calls,
+    }
+
+
+def run_step(row: tables.RunStep) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "thread.run.step",
+        "created_at": row.created_at,
+        "run_id": row.run_id,
+        "assistant_id": row.assistant_id,
+        "thread_id": row.thread_id,
+        "type": row.type,
+        "status": row.status,
+        "cancelled_at": row.cancelled_at,
+        "completed_at": row.completed_at,
+        "expired_at": row.expired_at,
+        "failed_at": row.failed_at,
+        "last_error": row.last_error,
+        "step_details": row.step_details,
+        "usage": row.usage,
+        "metadata": row.metadata_,
+    }

@@ -6,15 +6,16 @@ asks it for objects. An object of another project simply is not there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.store import tables
 from assistd.store.pagination import Page, PageRequest, fetch_page
 
-Row = TypeVar("Row", tables.Assistant, tables.Thread, tables.Message)
+Row = TypeVar("Row", tables.Assistant, tables.Thread, tables.Message, tables.Run, tables.RunStep)
 
 
 class ScopedRepository(Generic[Row]):
@@ -114,3 +115,51 @@ class ProjectRepository:
 
     async def key(self, key_id: str) -> tables.ApiKey | None:
         return await self.session.get(tables.ApiKey, key_id)
+
+
+class RunRepository(ScopedRepository[tables.Run]):
+    table = tables.Run
+
+    async def transition(self, run_id: str, sources: Iterable[str], **values: Any) -> bool:
+        """Move a run to `values["status"]` (and set the other columns) only if its status is one of `sources`."""
+        result = await self.session.execute(
+            update(tables.Run)
+            .where(
+                tables.Run.project_id == self.project_id,
+                tables.Run.id == run_id,
+                tables.Run.status.in_(list(sources)),
+            )
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    async def active_for_thread(self, thread_id: str) -> tables.Run | None:
+        return await self.session.scalar(
+            self._select(tables.Run.thread_id == thread_id, tables.Run.status.in_(tables.ACTIVE_RUN_STATUSES))
+        )
+
+
+class RunStepRepository(ScopedRepository[tables.RunStep]):
+    table = tables.RunStep
+
+    async def for_run(self, run_id: str) -> list[tables.RunStep]:
+        rows = await self.session.scalars(self._select(tables.RunStep.run_id == run_id).order_by(tables.RunStep.id))
+        return list(rows.all())
+
+
+class IdempotencyRepository:
+    """Remembered `Idempotency-Key`s of one project."""
+
+    def __init__(self, session: AsyncSession, project_id: str) -> None:
+        self.session = session
+        self.project_id = project_id
+
+    async def find(self, key: str) -> str | None:
+        row = await self.session.get(tables.IdempotencyKey, (self.project_id, key))
+        return row.object_id if row else None
+
+    async def remember(self, key: str, object_id: str, created_at: int) -> None:
+        self.session.add(
+            tables.IdempotencyKey(project_id=self.project_id, key=key, object_id=object_id, created_at=created_at)
+        )
+        await self.session.flush()

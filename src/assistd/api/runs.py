@@ -1,0 +1,131 @@
+"""/v1/threads/{thread_id}/runs (+ steps, cancel, submit_tool_outputs) and /v1/threads/runs"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi.responses import StreamingResponse
+
+from assistd.api import sse
+from assistd.api.deps import Caller, ServicesDep
+from assistd.api.pagination import list_envelope, page_params
+from assistd.runtime import states
+from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
+from assistd.services.runs import Started
+from assistd.store.pagination import PageRequest
+
+router = APIRouter(tags=["runs"])
+
+POLL_AFTER_MS = "250"  # the SDK's poll helpers wait this long between retrievals instead of a second
+STOPPING_EVENTS = {f"thread.run.{status}" for status in states.TERMINAL} | {"thread.run.requires_action"}
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
+
+
+def _poll_hint(response: Response) -> None:
+    response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
+
+
+def _answer(started: Started, services, response: Response) -> dict[str, Any] | StreamingResponse:
+    """The run as JSON, or its events as SSE until it stops or needs tool outputs."""
+    if started.events is None:
+        _poll_hint(response)
+        return started.run
+    bus, run_id, queue = services.bus, started.run["id"], started.events
+
+    async def messages() -> AsyncIterator[bytes]:
+        try:
+            for event in started.prelude:
+                yield sse.encode(event.data, event.name)
+            while True:
+                event = await queue.get()
+                yield sse.encode(event.data, event.name)
+                if event.name in STOPPING_EVENTS:
+                    break
+        finally:
+            bus.unsubscribe(run_id, queue)  # the run goes on without us
+        yield sse.encode(sse.DONE, "done")
+
+    return sse.response(messages())
+
+
+@router.post("/v1/threads/runs", response_model=None)
+async def create_thread_and_run(
+    body: ThreadAndRunCreate, caller: Caller, services: ServicesDep, response: Response, key: IdempotencyKey = None
+) -> dict[str, Any] | StreamingResponse:
+    started = await services.runs.create_thread_and_run(caller, body, idempotency_key=key, stream=bool(body.stream))
+    return _answer(started, services, response)
+
+
+@router.post("/v1/threads/{thread_id}/runs", response_model=None)
+async def create_run(
+    thread_id: str,
+    body: RunCreate,
+    caller: Caller,
+    services: ServicesDep,
+    response: Response,
+    key: IdempotencyKey = None,
+) -> dict[str, Any] | StreamingResponse:
+    started = await services.runs.create(caller, thread_id, body, idempotency_key=key, stream=bool(body.stream))
+    return _answer(started, services, response)
+
+
+@router.get("/v1/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str, caller: Caller, services: ServicesDep, page: Annotated[PageRequest, Depends(page_params("run"))]
+) -> dict[str, Any]:
+    return list_envelope(await services.runs.list(caller, thread_id, page))
+
+
+@router.get("/v1/threads/{thread_id}/runs/{run_id}")
+async def retrieve_run(
+    thread_id: str, run_id: str, caller: Caller, services: ServicesDep, response: Response
+) -> dict[str, Any]:
+    _poll_hint(response)
+    return await services.runs.retrieve(caller, thread_id, run_id)
+
+
+@router.post("/v1/threads/{thread_id}/runs/{run_id}")
+async def modify_run(thread_id: str, run_id: str, body: RunUpdate, caller: Caller, services: ServicesDep) -> dict:
+    return await services.runs.modify(caller, thread_id, run_id, body.metadata)
+
+
+@router.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(
+    thread_id: str, run_id: str, caller: Caller, services: ServicesDep, response: Response
+) -> dict[str, Any]:
+    _poll_hint(response)
+    return await services.runs.cancel(caller, thread_id, run_id)
+
+
+@router.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+async def submit_tool_outputs(
+    thread_id: str, run_id: str, body: SubmitToolOutputs, caller: Caller, services: ServicesDep, response: Response
+) -> dict[str, Any] | StreamingResponse:
+    started = await services.runs.submit_tool_outputs(caller, thread_id, run_id, body, stream=bool(body.stream))
+    return _answer(started, services, response)
+
+
+@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps")
+async def list_run_steps(
+    thread_id: str,
+    run_id: str,
+    caller: Caller,
+    services: ServicesDep,
+    page: Annotated[PageRequest, Depends(page_params("step"))],
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> dict[str, Any]:
+    return list_envelope(await services.runs.list_steps(caller, thread_id, run_id, page))
+
+
+@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+async def retrieve_run_step(
+    thread_id: str,
+    run_id: str,
+    step_id: str,
+    caller: Caller,
+    services: ServicesDep,
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> dict[str, Any]:
+    return await services.runs.retrieve_step(caller, thread_id, run_id, step_id)

@@ -1,0 +1,392 @@
+"""One run, from claimed to where it stops: a terminal status, requires_action, or a lost lease.
+
+The executor turns the thread (and this run's earlier tool calls and their outputs) into a generation request,
+streams the engine's answer into a message (or a tool-calls step), and moves the run through the state
+machine with guarded updates, publishing `thread.*` events as it goes. It checks for cancellation and renews
+its lease while the model generates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from assistd.engines.base import GenerationRequest, Usage
+from assistd.engines.prompting import content_text
+from assistd.engines.registry import ModelRegistry
+from assistd.errors import AssistdError, InvalidRequest
+from assistd.runtime import states
+from assistd.runtime.events import EventBus
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.queue import RunQueue
+from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+CHECK_INTERVAL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    lease_seconds: float
+    tool_output_timeout_seconds: int
+
+
+class LeaseLost(Exception):
+    """Another worker took the run over: stop touching it."""
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+class RunExecutor:
+    def __init__(self, db: Database, registry: ModelRegistry, bus: EventBus, settings: ExecutorSettings) -> None:
+        self.db = db
+        self.registry = registry
+        self.bus = bus
+        self.settings = settings
+        self.queue = RunQueue(db)
+
+    # -- state changes ----------------------------------------------------------------------------------
+
+    async def _move(self, run: tables.Run, status: str, **values: Any) -> tables.Run | None:
+        """Guarded transition to `status`; publishes thread.run.<status>. None if the run had moved on."""
+        async with self.db.write() as session:
+            runs = RunRepository(session, run.project_id)
+            if not await runs.transition(run.id, states.sources_of(status), status=status, **values):
+                return None
+            row = await runs.get(run.id)
+        self.bus.publish(run.id, f"thread.run.{status}", wire.run(row))
+        return row
+
+    async def _status(self, run: tables.Run) -> str:
+        async with self.db.read() as session:
+            row = await RunRepository(session, run.project_id).get(run.id)
+        return row.status if row else "cancelled"
+
+    # -- the run ----------------------------------------------------------------------------------------
+
+    async def execute(self, run: tables.Run, worker_id: str) -> None:
+        try:
+            await self._execute(run, worker_id)
+        except LeaseLost:
+            log.warning("run %s: lease lost, another worker continues it", run.id)
+            return
+        except Exception:
+            log.exception("run %s failed unexpectedly", run.id)
+            await self._fail(run, "server_error", "The run failed because of an internal error.")
+        await self.queue.release(run.id, worker_id)
+
+    async def _execute(self, run: tables.Run, worker_id: str) -> None:
+        if run.status == "cancelling":
+            await self._finish_cancel(run, None, None)
+            return
+        if run.attempts > MAX_ATTEMPTS:
+            await self._fail(run, "server_error", f"The run was interrupted {MAX_ATTEMPTS} times and was stopped.")
+            return
+        if run.status == "in_progress":  # a worker died holding it: drop what that attempt left half-done
+            await self._discard_unfinished(run)
+        else:
+            moved = await self._move(run, "in_progress", started_at=run.started_at or now())
+            if moved is None:
+                return
+            run = moved
+        try:
+            engine = self.registry.text(run.model)
+            request = await self._request(run)
+        except AssistdError as exc:
+            await self._fail(run, "invalid_prompt", exc.message)
+            return
+        await self._generate(run, worker_id, engine, request)
+
+    async def _request(self, run: tables.Run) -> GenerationRequest:
+        async with self.db.read() as session:
+            messages = list(
+                (
+                    await session.scalars(
+                        select(tables.Message)
+                        .where(tables.Message.project_id == run.project_id, tables.Message.thread_id == run.thread_id)
+                        .order_by(tables.Message.id)
+                    )
+                ).all()
+            )
+            steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+        if run.truncation_strategy.get("type") == "last_messages" and run.truncation_strategy.get("last_messages"):
+            messages = messages[-run.truncation_strategy["last_messages"] :]
+        conversation: list[dict[str, Any]] = []
+        if run.instructions:
+            conversation.append({"role": "system", "content": run.instructions})
+        for message in messages:
+            text = "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
+            conversation.append({"role": message.role, "content": text})
+        for step in steps:
+            if step.type != "tool_calls":
+                continue
+            calls = step.step_details["tool_calls"]
+            conversation.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                        }
+                        for c in calls
+                    ],
+                }
+            )
+            for call in calls:
+                conversation.append(
+                    {"role": "tool", "tool_call_id": call["id"], "content": content_text(call["function"]["output"])}
+                )
+        functions = [tool for tool in run.tools if tool.get("type") == "function"]
+        tool_choice = run.tool_choice
+        if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
+            tool_choice = "auto"  # a hosted tool (file_search, code_interpreter) forced: not served yet
+        if steps and steps[-1].type == "tool_calls" and tool_choice == "required":
+            tool_choice = "auto"  # after the outputs, the model may answer
+        response_format = run.response_format if run.response_format not in (None, "auto") else None
+        return GenerationRequest(
+            messages=conversation,
+            max_tokens=run.max_completion_tokens,
+            temperature=run.temperature,
+            top_p=run.top_p,
+            tools=functions,
+            tool_choice=tool_choice if functions else None,
+            parallel_tool_calls=run.parallel_tool_calls,
+            response_format=response_format,
+        )
+
+    async def _generate(self, run: tables.Run, worker_id: str, engine: Any, request: GenerationRequest) -> None:
+        message: tables.Message | None = None
+        step: tables.RunStep | None = None
+        text, calls, finish, usage = "", [], "stop", Usage(0, 0)
+        next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
+        try:
+            async for chunk in engine.stream(request):
+                if chunk.text:
+                    if message is None:
+                        message, step = await self._open_message(run)
+                    text += chunk.text
+                    self.bus.publish(
+                        run.id,
+                        "thread.message.delta",
+                        {
+                            "id": message.id,
+                            "object": "thread.message.delta",
+                            "delta": {
+                                "content": [
+                                    {"index": 0, "type": "text", "text": {"value": chunk.text, "annotations": []}}
+                                ]
+                            },
+                        },
+                    )
+                for delta in chunk.tool_calls:
+                    if delta.id:
+                        calls.append(
+                            {
+                                "id": delta.id,
+                                "type": "function",
+                                "function": {"name": delta.name or "", "arguments": "", "output": None},
+                            }
+                        )
+                    calls[-1]["function"]["arguments"] += delta.arguments
+                finish = chunk.finish_reason or finish
+                usage = chunk.usage or usage
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
+                    if not await self.queue.renew(run.id, worker_id, time.time() + self.settings.lease_seconds):
+                        raise LeaseLost
+                    if await self._status(run) == "cancelling":
+                        await self._finish_cancel(run, message, step, text)
+                        return
+        except InvalidRequest as exc:
+            await self._fail(run, "invalid_prompt", exc.message, message, step, text)
+            return
+        except AssistdError as exc:
+            await self._fail(run, "server_error", exc.message, message, step, text)
+            return
+        if await self._status(run) == "cancelling":
+            await self._finish_cancel(run, message, step, text)
+            return
+        previous = run.usage or {}
+        run_usage = _usage(
+            Usage(
+                previous.get("prompt_tokens", 0) + usage.prompt_tokens,
+                previous.get("completion_tokens", 0) + usage.completion_tokens,
+            )
+        )
+        if calls:
+            await self._require_action(run, calls, usage, run_usage)
+            return
+        cut_off = finish == "length" and run.max_completion_tokens is not None
+        if message is None:
+            message, step = await self._open_message(run)
+        await self._close_message(run, message, step, text, usage, incomplete="max_tokens" if cut_off else None)
+        if cut_off:
+            await self._move(
+                run,
+                "incomplete",
+                completed_at=None,
+                usage=run_usage,
+                incomplete_details={"reason": "max_completion_tokens"},
+            )
+        else:
+            await self._move(run, "completed", completed_at=now(), usage=run_usage)
+
+    # -- messages and steps -----------------------------------------------------------------------------
+
+    async def _open_message(self, run: tables.Run) -> tuple[tables.Message, tables.RunStep]:
+        created = now()
+        message = tables.Message(
+            id=new_id("message"),
+            thread_id=run.thread_id,
+            created_at=created,
+            role="assistant",
+            content=[],
+            attachments=[],
+            metadata_={},
+            status="in_progress",
+            assistant_id=run.assistant_id,
+            run_id=run.id,
+        )
+        step = tables.RunStep(
+            id=new_id("step"),
+            run_id=run.id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            created_at=created,
+            type="message_creation",
+            status="in_progress",
+            metadata_={},
+            step_details={"type": "message_creation", "message_creation": {"message_id": message.id}},
+        )
+        async with self.db.write() as session:
+            await MessageRepository(session, run.project_id).add(message)
+            await RunStepRepository(session, run.project_id).add(step)
+        self.bus.publish(run.id, "thread.run.step.created", wire.run_step(step))
+        self.bus.publish(run.id, "thread.run.step.in_progress", wire.run_step(step))
+        self.bus.publish(run.id, "thread.message.created", wire.message(message))
+        self.bus.publish(run.id, "thread.message.in_progress", wire.message(message))
+        return message, step
+
+    async def _close_message(
+        self,
+        run: tables.Run,
+        message: tables.Message,
+        step: tables.RunStep | None,
+        text: str,
+        usage: Usage | None,
+        *,
+        incomplete: str | None = None,
+        step_status: str = "completed",
+    ) -> None:
+        finished = now()
+        async with self.db.write() as session:
+            message = await MessageRepository(session, run.project_id).get(message.id) or message
+            message.content = [{"type": "text", "text": {"value": text, "annotations": []}}]
+            if incomplete:
+                message.status, message.incomplete_at = "incomplete", finished
+                message.incomplete_details = {"reason": incomplete}
+            else:
+                message.status, message.completed_at = "completed", finished
+            if step is not None:
+                step = await RunStepRepository(session, run.project_id).get(step.id) or step
+                step.status = step_status
+                setattr(
+                    step,
+                    {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at"),
+                    finished,
+                )
+                step.usage = _usage(usage) if usage else None
+        self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
+        if step is not None:
+            self.bus.publish(run.id, f"thread.run.step.{step.status}", wire.run_step(step))
+
+    async def _require_action(
+        self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage, run_usage: dict[str, int]
+    ) -> None:
+        step = tables.RunStep(
+            id=new_id("step"),
+            run_id=run.id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            created_at=now(),
+            type="tool_calls",
+            status="in_progress",
+            metadata_={},
+            usage=_usage(usage),
+            step_details={"type": "tool_calls", "tool_calls": calls},
+        )
+        async with self.db.write() as session:
+            await RunStepRepository(session, run.project_id).add(step)
+        self.bus.publish(run.id, "thread.run.step.created", wire.run_step(step))
+        self.bus.publish(run.id, "thread.run.step.in_progress", wire.run_step(step))
+        required = {
+            "type": "submit_tool_outputs",
+            "submit_tool_outputs": {
+                "tool_calls": [
+                    {
+                        "id": c["id"],
+                        "type": "function",
+                        "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                    }
+                    for c in calls
+                ]
+            },
+        }
+        await self._move(
+            run,
+            "requires_action",
+            required_action=required,
+            usage=run_usage,
+            expires_at=now() + self.settings.tool_output_timeout_seconds,
+        )
+
+    async def _discard_unfinished(self, run: tables.Run) -> None:
+        """Remove the in-progress message and step an interrupted attempt left behind; the run starts over."""
+        async with self.db.write() as session:
+            steps = RunStepRepository(session, run.project_id)
+            messages = MessageRepository(session, run.project_id)
+            for step in await steps.for_run(run.id):
+                if step.status == "in_progress" and step.type == "message_creation":
+                    await messages.delete(step.step_details["message_creation"]["message_id"])
+                    await steps.delete(step.id)
+
+    async def _finish_cancel(
+        self, run: tables.Run, message: tables.Message | None, step: tables.RunStep | None, text: str = ""
+    ) -> None:
+        if message is not None:
+            await self._close_message(
+                run, message, step, text, None, incomplete="run_cancelled", step_status="cancelled"
+            )
+        await self._move(run, "cancelled", cancelled_at=now())
+
+    async def _fail(
+        self,
+        run: tables.Run,
+        code: str,
+        text_message: str,
+        message: tables.Message | None = None,
+        step: tables.RunStep | None = None,
+        text: str = "",
+    ) -> None:
+        if message is not None:
+            await self._close_message(run, message, step, text, None, incomplete="run_failed", step_status="failed")
+        await self._move(run, "failed", failed_at=now(), last_error={"code": code, "message": text_message})

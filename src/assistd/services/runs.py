@@ -1,0 +1,297 @@
+"""Runs and run steps: create (and create-and-run), list, retrieve, modify, cancel, submit tool outputs.
+
+Creating a run only queues it: a worker executes it (runtime/), never the HTTP request. A caller that wants
+the events subscribes to the bus before the run is committed, so it cannot miss the first of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from assistd.engines.registry import ModelRegistry
+from assistd.errors import InvalidRequest, NotFound
+from assistd.runtime import states
+from assistd.runtime.events import Event, EventBus
+from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
+from assistd.schemas.threads import ThreadCreate
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.services.messages import new_message_row, require_thread
+from assistd.services.principal import Principal
+from assistd.services.serialize import to_stored
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.pagination import Page, PageRequest
+from assistd.store.repositories import (
+    AssistantRepository,
+    IdempotencyRepository,
+    MessageRepository,
+    RunRepository,
+    RunStepRepository,
+    ThreadRepository,
+)
+
+
+@dataclass
+class Started:
+    """What a create or submit returns: the run, and, for a streaming caller, the events in order."""
+
+    run: dict[str, Any]
+    prelude: list[Event]
+    events: asyncio.Queue[Event] | None
+
+
+def _pick(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
+class RunService:
+    def __init__(self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None]) -> None:
+        self.db = db
+        self.registry = registry
+        self.bus = bus
+        self.wake = wake
+
+    # -- create -----------------------------------------------------------------------------------------
+
+    def _new_run(self, thread_id: str, assistant: tables.Assistant, body: RunOptions, instructions: str) -> tables.Run:
+        model = body.model or assistant.model
+        self.registry.text(model)  # an unknown model is the caller's error now, not a failed run later
+        truncation = to_stored(body.truncation_strategy) or {"type": "auto", "last_messages": None}
+        return tables.Run(
+            id=new_id("run"),
+            thread_id=thread_id,
+            assistant_id=assistant.id,
+            created_at=now(),
+            status="queued",
+            model=model,
+            instructions=instructions,
+            tools=to_stored(body.tools) if body.tools is not None else assistant.tools,
+            tool_resources=assistant.tool_resources,
+            metadata_=body.metadata or {},
+            temperature=_pick(body.temperature, assistant.temperature),
+            top_p=_pick(body.top_p, assistant.top_p),
+            response_format=to_stored(_pick(body.response_format, assistant.response_format)),
+            tool_choice=to_stored(body.tool_choice),
+            parallel_tool_calls=_pick(body.parallel_tool_calls, True),
+            max_prompt_tokens=body.max_prompt_tokens,
+            max_completion_tokens=body.max_completion_tokens,
+            truncation_strategy={"last_messages": None, **truncation},
+            attempts=0,
+        )
+
+    async def _assistant(self, session, principal: Principal, assistant_id: str) -> tables.Assistant:
+        assistant = await AssistantRepository(session, principal.project_id).get(assistant_id)
+        if assistant is None:
+            raise NotFound.for_object("assistant", assistant_id)
+        return assistant
+
+    async def _replay(self, principal: Principal, key: str | None) -> Started | None:
+        """The run an earlier request with this Idempotency-Key made, if any."""
+        if key is None:
+            return None
+        async with self.db.read() as session:
+            run_id = await IdempotencyRepository(session, principal.project_id).find(key)
+            row = await RunRepository(session, principal.project_id).get(run_id) if run_id else None
+        return Started(wire.run(row), [], None) if row else None
+
+    async def create(
+        self, principal: Principal, thread_id: str, body: RunCreate, *, idempotency_key: str | None, stream: bool
+    ) -> Started:
+        if (replayed := await self._replay(principal, idempotency_key)) is not None:
+            return replayed
+        async with self.db.write() as session:
+            await require_thread(session, principal, thread_id)
+            assistant = await self._assistant(session, principal, body.assistant_id)
+            instructions = _pick(body.instructions, assistant.instructions) or ""
+            if body.additional_instructions:
+                instructions = f"{instructions}\n\n{body.additional_instructions}".strip()
+            run = self._new_run(thread_id, assistant, body, instructions)
+            await self._ensure_idle(session, principal, thread_id)
+            if body.additional_messages:
+                created = now()
+                await MessageRepository(session, principal.project_id).add_many(
+                    [new_message_row(thread_id, message, created) for message in body.additional_messages]
+                )
+            started = await self._queue(session, principal, run, idempotency_key, stream, prelude=[])
+        self.wake()
+        return started
+
+    async def create_thread_and_run(
+        self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: str | None, stream: bool
+    ) -> Started:
+        if (replayed := await self._replay(principal, idempotency_key)) is not None:
+            return replayed
+        spec = body.thread or ThreadCreate()
+        async with self.db.write() as session:
+            assistant = await self._assistant(session, principal, body.assistant_id)
+            created = now()
+            thread = tables.Thread(
+                id=new_id("thread"),
+                created_at=created,
+                metadata_=spec.metadata or {},
+                tool_resources=to_stored(spec.tool_resources or body.tool_resources),
+            )
+            await ThreadRepository(session, principal.project_id).add(thread)
+            if spec.messages:
+                await MessageRepository(session, principal.project_id).add_many(
+                    [new_message_row(thread.id, message, created) for message in spec.messages]
+                )
+            run = self._new_run(thread.id, assistant, body, _pick(body.instructions, assistant.instructions) or "")
+            prelude = [Event("thread.created", wire.thread(thread))]
+            started = await self._queue(session, principal, run, idempotency_key, stream, prelude=prelude)
+        self.wake()
+        return started
+
+    async def _ensure_idle(self, session, principal: Principal, thread_id: str) -> None:
+        active = await RunRepository(session, principal.project_id).active_for_thread(thread_id)
+        if active is not None:
+            raise InvalidRequest(
+                f"Thread {thread_id} already has an active run {active.id}.", param="thread_id", code="run_active"
+            )
+
+    async def _queue(
+        self, session, principal: Principal, run: tables.Run, key: str | None, stream: bool, prelude: list[Event]
+    ) -> Started:
+        events = self.bus.subscribe(run.id) if stream else None
+        try:
+            await RunRepository(session, principal.project_id).add(run)
+            if key is not None:
+                await IdempotencyRepository(session, principal.project_id).remember(key, run.id, run.created_at)
+            await session.flush()
+        except IntegrityError as exc:  # the one-active-run index: a concurrent create won
+            if events is not None:
+                self.bus.unsubscribe(run.id, events)
+            raise InvalidRequest(
+                f"Thread {run.thread_id} already has an active run.", param="thread_id", code="run_active"
+            ) from exc
+        except BaseException:
+            if events is not None:
+                self.bus.unsubscribe(run.id, events)
+            raise
+        body = wire.run(run)
+        prelude = [*prelude, Event("thread.run.created", body), Event("thread.run.queued", body)]
+        return Started(body, prelude, events)
+
+    # -- read, modify -----------------------------------------------------------------------------------
+
+    async def _require_run(self, session, principal: Principal, thread_id: str, run_id: str) -> tables.Run:
+        await require_thread(session, principal, thread_id)
+        run = await RunRepository(session, principal.project_id).get(run_id, tables.Run.thread_id == thread_id)
+        if run is None:
+            raise NotFound.for_object("run", run_id)
+        return run
+
+    async def retrieve(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            return wire.run(await self._require_run(session, principal, thread_id, run_id))
+
+    async def list(self, principal: Principal, thread_id: str, request: PageRequest) -> Page[dict[str, Any]]:
+        async with self.db.read() as session:
+            await require_thread(session, principal, thread_id)
+            page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
+        return Page([wire.run(row) for row in page.items], page.has_more)
+
+    async def modify(self, principal: Principal, thread_id: str, run_id: str, metadata: dict | None) -> dict[str, Any]:
+        async with self.db.write() as session:
+            run = await self._require_run(session, principal, thread_id, run_id)
+            run.metadata_ = metadata or {}
+        return wire.run(run)
+
+    # -- cancel, tool outputs ---------------------------------------------------------------------------
+
+    async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
+        async with self.db.write() as session:
+            run = await self._require_run(session, principal, thread_id, run_id)
+            runs = RunRepository(session, principal.project_id)
+            moment = now()
+            if await runs.transition(
+                run_id,
+                {"queued", "requires_action"},
+                status="cancelled",
+                cancelled_at=moment,
+                required_action=None,
+                expires_at=None,
+            ):
+                for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
+                    if step.status == "in_progress":
+                        step.status, step.cancelled_at = "cancelled", moment
+            elif not await runs.transition(run_id, {"in_progress"}, status="cancelling"):
+                raise InvalidRequest(
+                    f"Cannot cancel run with status '{run.status}'.", param="run_id", code="run_not_active"
+                )
+            await session.refresh(run)
+        self.bus.publish(run.id, f"thread.run.{run.status}", wire.run(run))
+        return wire.run(run)
+
+    async def submit_tool_outputs(
+        self, principal: Principal, thread_id: str, run_id: str, body: SubmitToolOutputs, *, stream: bool
+    ) -> Started:
+        events = self.bus.subscribe(run_id) if stream else None
+        try:
+            async with self.db.write() as session:
+                run = await self._require_run(session, principal, thread_id, run_id)
+                if run.status != "requires_action":
+                    raise InvalidRequest(
+                        f"Runs in status '{run.status}' do not accept tool outputs.",
+                        param="run_id",
+                        code="run_not_requires_action",
+                    )
+                pending = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
+                given = [output.tool_call_id for output in body.tool_outputs]
+                if sorted(given) != sorted(pending):
+                    missing, unknown = set(pending) - set(given), set(given) - set(pending)
+                    problem = (
+                        f"missing outputs for {sorted(missing)}"
+                        if missing
+                        else f"unknown or repeated tool call ids {sorted(unknown) or given}"
+                    )
+                    raise InvalidRequest(
+                        f"Tool outputs must answer every pending tool call once: {problem}.", param="tool_outputs"
+                    )
+                outputs = {output.tool_call_id: output.output for output in body.tool_outputs}
+                for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
+                    if step.type == "tool_calls" and step.status == "in_progress":
+                        calls = [
+                            {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
+                            for call in step.step_details["tool_calls"]
+                        ]
+                        step.step_details = {"type": "tool_calls", "tool_calls": calls}
+                        step.status, step.completed_at = "completed", now()
+                runs = RunRepository(session, principal.project_id)
+                if not await runs.transition(
+                    run_id, states.sources_of("queued"), status="queued", required_action=None, expires_at=None
+                ):
+                    raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
+                await session.refresh(run)
+        except BaseException:
+            if events is not None:
+                self.bus.unsubscribe(run_id, events)
+            raise
+        body_out = wire.run(run)
+        self.wake()
+        return Started(body_out, [Event("thread.run.queued", body_out)], events)
+
+    # -- steps ------------------------------------------------------------------------------------------
+
+    async def list_steps(
+        self, principal: Principal, thread_id: str, run_id: str, request: PageRequest
+    ) -> Page[dict[str, Any]]:
+        async with self.db.read() as session:
+            await self._require_run(session, principal, thread_id, run_id)
+            page = await RunStepRepository(session, principal.project_id).page(request, tables.RunStep.run_id == run_id)
+        return Page([wire.run_step(row) for row in page.items], page.has_more)
+
+    async def retrieve_step(self, principal: Principal, thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+        async with self.db.read() as session:
+            await self._require_run(session, principal, thread_id, run_id)
+            step = await RunStepRepository(session, principal.project_id).get(step_id, tables.RunStep.run_id == run_id)
+        if step is None:
+            raise NotFound.for_object("run step", step_id)
+        return wire.run_step(step)

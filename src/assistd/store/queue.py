@@ -1,0 +1,77 @@
+"""The run queue: runs are jobs, taken by workers under a lease (owner + expiry, renewed by heartbeat).
+
+This is the one place that reads runs across projects: a worker serves every project. A claim is a guarded
+UPDATE, so among any number of workers (threads or processes) exactly one gets a given run. A run whose
+worker died keeps its status but its lease runs out, and the next claim takes it over.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select, update
+
+from assistd.store import tables
+from assistd.store.database import Database
+
+CLAIMABLE = ("queued", "cancelling")
+
+
+class RunQueue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
+        """Take the oldest run that is waiting or whose lease has run out; None when there is none."""
+        async with self.db.write() as session:
+            candidate = await session.scalar(
+                select(tables.Run)
+                .where(
+                    or_(
+                        tables.Run.status.in_(CLAIMABLE),
+                        tables.Run.status == "in_progress",
+                    ),
+                    or_(tables.Run.lease_expires_at.is_(None), tables.Run.lease_expires_at < now),
+                )
+                .order_by(tables.Run.id)
+                .limit(1)
+            )
+            if candidate is None:
+                return None
+            taken = await session.execute(
+                update(tables.Run)
+                .where(
+                    tables.Run.id == candidate.id,
+                    tables.Run.status == candidate.status,
+                    or_(tables.Run.lease_expires_at.is_(None), tables.Run.lease_expires_at < now),
+                )
+                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
+            )
+            if taken.rowcount != 1:
+                return None
+            await session.refresh(candidate)
+            return candidate
+
+    async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
+        """Extend a lease this worker holds; False when it has lost it."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(tables.Run)
+                .where(tables.Run.id == run_id, tables.Run.lease_owner == worker_id)
+                .values(lease_expires_at=until)
+            )
+            return result.rowcount == 1
+
+    async def release(self, run_id: str, worker_id: str) -> None:
+        async with self.db.write() as session:
+            await session.execute(
+                update(tables.Run)
+                .where(tables.Run.id == run_id, tables.Run.lease_owner == worker_id)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    async def overdue_actions(self, now: int) -> list[tables.Run]:
+        """Runs whose tool outputs were due before `now`."""
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(tables.Run).where(tables.Run.status == "requires_action", tables.Run.expires_at < now)
+            )
+            return list(rows.all())
