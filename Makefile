@@ -39,6 +39,7 @@ lint: install
 ## Run the benchmarks (ratios measured side by side in one run).
 bench: install
 	$(BIN)/python bench/crud.py
+	$(BIN)/python bench/generation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -146,8 +146,11 @@ def verdict(ok: bool) -> str:
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
-    """SIGTERM is taken as Ctrl-C, so the server is still stopped and its data directory removed."""
-    signal.raise_signal(signal.SIGINT)
+    """SIGTERM is taken as Ctrl-C, so the server is still stopped and its data directory removed.
+
+    Raised here rather than re-sent as SIGINT: a background job starts with SIGINT ignored.
+    """
+    raise KeyboardInterrupt
 
 
 def stop_on_sigterm() -> None:
