@@ -1,0 +1,228 @@
+"""The run state machine and the executor, driven by a scripted fake engine over a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
+from assistd.engines.registry import ModelRegistry
+from assistd.errors import UpstreamError
+from assistd.runtime import states
+from assistd.runtime.events import EventBus
+from assistd.runtime.executor import ExecutorSettings, RunExecutor
+from assistd.services.clock import now
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.migrate import upgrade
+from assistd.store.pagination import PageRequest
+from assistd.store.queue import RunQueue
+from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
+
+ALL = sorted(states.TRANSITIONS)
+LEGAL = {
+    ("queued", "in_progress"),
+    ("queued", "cancelled"),
+    ("queued", "failed"),
+    ("queued", "expired"),
+    ("in_progress", "requires_action"),
+    ("in_progress", "completed"),
+    ("in_progress", "incomplete"),
+    ("in_progress", "failed"),
+    ("in_progress", "cancelling"),
+    ("in_progress", "expired"),
+    ("requires_action", "queued"),
+    ("requires_action", "cancelled"),
+    ("requires_action", "failed"),
+    ("requires_action", "expired"),
+    ("cancelling", "cancelled"),
+    ("cancelling", "failed"),
+}
+
+
+@pytest.mark.parametrize(("source", "target"), list(itertools.product(ALL, ALL)))
+def test_every_transition_is_legal_or_not(source, target) -> None:
+    assert states.is_allowed(source, target) == ((source, target) in LEGAL)
+
+
+def test_terminal_states_are_final() -> None:
+    assert all(not states.TRANSITIONS[status] for status in states.TERMINAL)
+    assert states.sources_of("cancelled") == {"queued", "requires_action", "cancelling"}
+
+
+class ScriptedEngine:
+    """A TextEngine that plays back chunks, `delay` seconds apart."""
+
+    model_id = "fake"
+    context_length = 1000
+
+    def __init__(self) -> None:
+        self.script: list[Chunk] | Exception = []
+        self.delay = 0.0
+        self.requests: list[GenerationRequest] = []
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        self.requests.append(request)
+        if isinstance(self.script, Exception):
+            raise self.script
+        for chunk in self.script:
+            await asyncio.sleep(self.delay)
+            yield chunk
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def world(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
+    upgrade(url)
+    return url
+
+
+async def setup_run(db: Database, **overrides) -> tables.Run:
+    project = tables.Project(id=new_id("project"), name=new_id("project"), created_at=0)
+    thread = tables.Thread(id=new_id("thread"), created_at=now(), metadata_={}, tool_resources=None)
+    async with db.write() as session:
+        session.add(project)
+        await session.flush()
+        thread.project_id = project.id
+        session.add(thread)
+        await session.flush()
+        await MessageRepository(session, project.id).add(
+            tables.Message(
+                id=new_id("message"),
+                thread_id=thread.id,
+                created_at=now(),
+                role="user",
+                status="completed",
+                content=[{"type": "text", "text": {"value": "hello", "annotations": []}}],
+                metadata_={},
+            )
+        )
+        fields = {
+            "id": new_id("run"),
+            "thread_id": thread.id,
+            "assistant_id": "asst_x",
+            "created_at": now(),
+            "status": "queued",
+            "model": "fake",
+            "instructions": "be nice",
+            "tools": [],
+            "metadata_": {},
+            "parallel_tool_calls": True,
+            "truncation_strategy": {"type": "auto", "last_messages": None},
+            "attempts": 0,
+        }
+        run = tables.Run(**{**fields, **overrides})
+        await RunRepository(session, project.id).add(run)
+    return run
+
+
+async def drive(url: str, engine: ScriptedEngine, **overrides) -> tuple[tables.Run, list[str], list[tables.RunStep]]:
+    db = Database(url)
+    bus = EventBus()
+    executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), bus, ExecutorSettings(30, 600))
+    run = await setup_run(db, **overrides)
+    events = bus.subscribe(run.id)
+    claimed = await RunQueue(db).claim("w1", time.time(), 30)
+    assert claimed is not None and claimed.id == run.id
+    assert await RunQueue(db).claim("w2", time.time(), 30) is None, "a claimed run is nobody else's"
+    await executor.execute(claimed, "w1")
+    async with db.read() as session:
+        final = await RunRepository(session, run.project_id).get(run.id)
+        steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+    await db.dispose()
+    names = []
+    while not events.empty():
+        names.append(events.get_nowait().name)
+    return final, names, steps
+
+
+def test_text_completes(world) -> None:
+    engine = ScriptedEngine()
+    engine.script = [Chunk(text="Hel"), Chunk(text="lo"), Chunk(finish_reason="stop", usage=Usage(5, 2))]
+    run, events, steps = asyncio.run(drive(world, engine))
+    assert run.status == "completed" and run.usage == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert events == [
+        "thread.run.in_progress",
+        "thread.run.step.created",
+        "thread.run.step.in_progress",
+        "thread.message.created",
+        "thread.message.in_progress",
+        "thread.message.delta",
+        "thread.message.delta",
+        "thread.message.completed",
+        "thread.run.step.completed",
+        "thread.run.completed",
+    ]
+    assert [s.status for s in steps] == ["completed"]
+    assert engine.requests[0].messages == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "hello"},
+    ]
+
+
+def test_tool_call_requires_action(world) -> None:
+    engine = ScriptedEngine()
+    engine.script = [
+        Chunk(tool_calls=(ToolCallDelta(0, "call_1", "f", '{"a": 1}'),)),
+        Chunk(finish_reason="tool_calls", usage=Usage(5, 3)),
+    ]
+    run, events, steps = asyncio.run(drive(world, engine, tools=[{"type": "function", "function": {"name": "f"}}]))
+    assert run.status == "requires_action" and run.expires_at > now() + 500
+    assert run.required_action["submit_tool_outputs"]["tool_calls"][0]["function"] == {
+        "name": "f",
+        "arguments": '{"a": 1}',
+    }
+    assert events[-1] == "thread.run.requires_action" and [s.type for s in steps] == ["tool_calls"]
+
+
+def test_length_with_a_limit_is_incomplete(world) -> None:
+    engine = ScriptedEngine()
+    engine.script = [Chunk(text="abc"), Chunk(finish_reason="length", usage=Usage(5, 3))]
+    run, events, _ = asyncio.run(drive(world, engine, max_completion_tokens=3))
+    assert run.status == "incomplete" and run.incomplete_details == {"reason": "max_completion_tokens"}
+    assert "thread.message.incomplete" in events and events[-1] == "thread.run.incomplete"
+    assert engine.requests[0].max_tokens == 3
+
+
+def test_engine_failure_fails_the_run(world) -> None:
+    engine = ScriptedEngine()
+    engine.script = UpstreamError("upstream went away")
+    run, events, _ = asyncio.run(drive(world, engine))
+    assert run.status == "failed" and run.last_error == {"code": "server_error", "message": "upstream went away"}
+    assert events[-1] == "thread.run.failed" and run.failed_at
+
+
+def test_cancel_while_generating(world) -> None:
+    async def scenario():
+        engine = ScriptedEngine()
+        engine.script = [Chunk(text=str(i)) for i in range(200)] + [Chunk(finish_reason="stop", usage=Usage(1, 200))]
+        engine.delay = 0.01  # two seconds in all: time enough to cancel it half-way
+        db = Database(world)
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), EventBus(), ExecutorSettings(30, 600))
+        run = await setup_run(db)
+        claimed = await RunQueue(db).claim("w1", time.time(), 30)
+        task = asyncio.create_task(executor.execute(claimed, "w1"))
+        await asyncio.sleep(0.2)
+        async with db.write() as session:
+            assert await RunRepository(session, run.project_id).transition(run.id, {"in_progress"}, status="cancelling")
+            assert not await RunRepository(session, run.project_id).transition(run.id, {"queued"}, status="in_progress")
+        await asyncio.wait_for(task, 10)
+        async with db.read() as session:
+            final = await RunRepository(session, run.project_id).get(run.id)
+            messages = await MessageRepository(session, run.project_id).page(
+                PageRequest(), tables.Message.run_id == run.id
+            )
+        await db.dispose()
+        return final, messages.items
+
+    run, messages = asyncio.run(scenario())
+    assert run.status == "cancelled" and run.cancelled_at
+    assert messages[0].status == "incomplete" and messages[0].incomplete_details == {"reason": "run_cancelled"}
