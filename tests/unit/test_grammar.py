@@ -19,11 +19,15 @@ def compiles(grammar: str) -> bool:
     return LlamaGrammar.from_string(grammar, verbose=False) is not None
 
 
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize("choice", ["auto", None, "required", {"type": "function", "function": {"name": "b"}}])
-def test_tool_grammars_compile_and_say_whether_a_call_may_come(choice) -> None:
-    grammar, may_call = generation_grammar(tools=TOOLS, tool_choice=choice, response_format=None)
+def test_tool_grammars_compile_and_say_whether_a_call_may_come(choice, parallel) -> None:
+    grammar, may_call = generation_grammar(
+        tools=TOOLS, tool_choice=choice, response_format=None, parallel_tool_calls=parallel
+    )
     assert may_call and compiles(grammar)
     assert ("assistd-text" in grammar) == (choice in ("auto", None))
+    assert ('"[" space assistd-call' in grammar) == parallel
 
 
 def test_no_grammar_without_constraints() -> None:

@@ -3,8 +3,9 @@
 - `json_object`: any JSON object; `json_schema`: a JSON value matching the schema.
 - tools with `tool_choice` "required" or a named function: exactly one call `{"name", "arguments"}` of a
   declared function, its arguments matching that function's parameter schema.
-- tools with "auto": either such a call or plain text that does not start with "{" — the choice is the model's,
-  a malformed call is impossible.
+- tools with "auto": either such a call or plain text that does not start with "{" or "[" — the choice is the
+  model's, a malformed call is impossible.
+- with `parallel_tool_calls`, a JSON array of such calls is allowed too.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from assistd.errors import InvalidRequest
 
 ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 PERMISSIVE_PARAMETERS: dict[str, Any] = {"type": "object"}
-_PLAIN_TEXT_RULE = "assistd-text ::= [^{ \\t\\n] [^\\x00]*\n"
+_PLAIN_TEXT_RULE = "assistd-text ::= [^{[ \\t\\n] [^\\x00]*\n"
+_PARALLEL_CALLS_RULE = 'assistd-calls ::= assistd-call | "[" space assistd-call ("," space assistd-call)* "]" space\n'
 
 
 # The converter lets raw control characters into strings, which JSON forbids (json.loads rejects them).
@@ -71,16 +73,24 @@ def _rename_root(grammar: str, name: str) -> str:
 
 
 def generation_grammar(
-    *, tools: Sequence[dict[str, Any]], tool_choice: Any, response_format: dict[str, Any] | None
+    *,
+    tools: Sequence[dict[str, Any]],
+    tool_choice: Any,
+    response_format: dict[str, Any] | None,
+    parallel_tool_calls: bool = False,
 ) -> tuple[str | None, bool]:
-    """The grammar for one generation, and whether its output may be a tool call."""
+    """The grammar for one generation, and whether its output may be a tool call (or, with
+    `parallel_tool_calls`, a JSON array of calls)."""
     functions = chosen_functions(tools, tool_choice) if tools and tool_choice != "none" else []
     if functions:
-        calls = schema_grammar(call_schema(functions), param="tools")
+        call_rules = _rename_root(schema_grammar(call_schema(functions), param="tools"), "assistd-call")
+        call_rules = call_rules.rstrip("\n") + "\n"
+        calls = "assistd-calls" if parallel_tool_calls else "assistd-call"
+        if parallel_tool_calls:
+            call_rules += _PARALLEL_CALLS_RULE
         if tool_choice in (None, "auto"):
-            call_rules = _rename_root(calls, "assistd-call").rstrip("\n") + "\n"
-            return "root ::= assistd-call | assistd-text\n" + call_rules + _PLAIN_TEXT_RULE, True
-        return calls, True
+            return f"root ::= {calls} | assistd-text\n" + call_rules + _PLAIN_TEXT_RULE, True
+        return f"root ::= {calls}\n" + call_rules, True
     kind = (response_format or {}).get("type")
     if kind == "json_object":
         return schema_grammar(ANY_OBJECT_SCHEMA), False

@@ -70,7 +70,9 @@ class LlamaCppEngine:
 
     def render_chat(self, request: GenerationRequest) -> str:
         """The prompt text for a chat request, through the model's own chat template."""
-        messages = template_messages(request.messages or [], request.tools, request.tool_choice)
+        messages = template_messages(
+            request.messages or [], request.tools, request.tool_choice, request.parallel_tool_calls
+        )
         return self._formatter(messages=messages).prompt
 
     def count_tokens(self, text: str) -> int:
@@ -83,6 +85,7 @@ class LlamaCppEngine:
             tools=request.tools if is_chat else (),
             tool_choice=request.tool_choice,
             response_format=request.response_format,
+            parallel_tool_calls=request.parallel_tool_calls,
         )
         prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt)
         available = self.context_length - prompt_tokens
@@ -196,25 +199,36 @@ class LlamaCppEngine:
         yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
 
     async def _as_tool_call_or_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
-        """Text streams through; output that opens with "{" is a call (the grammar saw to it) and is sent whole."""
+        """Text streams through; output that opens with "{" or "[" is a call, or an array of calls (the grammar saw
+        to it), and is sent whole."""
         buffered, is_call, finish, generated = "", None, "stop", 0
         async for text, reason, so_far in pieces:
             finish, generated = reason or finish, so_far
             if is_call is None and text:
-                is_call = text.lstrip().startswith("{")
+                is_call = text.lstrip()[:1] in ("{", "[")
             if is_call:
                 buffered += text
             elif text:
                 yield Chunk(text=text)
         if is_call:
             try:
-                call = json.loads(buffered)
+                parsed = json.loads(buffered)
             except json.JSONDecodeError:  # cut off by max_tokens: report it as text, as OpenAI does
                 yield Chunk(text=buffered)
                 yield Chunk(finish_reason="length", usage=Usage(prompt_tokens, generated))
                 return
-            arguments = json.dumps(call["arguments"], ensure_ascii=False)
-            yield Chunk(tool_calls=(ToolCallDelta(index=0, id=new_id("call"), name=call["name"], arguments=arguments),))
+            calls = parsed if isinstance(parsed, list) else [parsed]
+            yield Chunk(
+                tool_calls=tuple(
+                    ToolCallDelta(
+                        index=index,
+                        id=new_id("call"),
+                        name=call["name"],
+                        arguments=json.dumps(call["arguments"], ensure_ascii=False),
+                    )
+                    for index, call in enumerate(calls)
+                )
+            )
             finish = "tool_calls"
         yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
 

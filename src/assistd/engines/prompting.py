@@ -17,6 +17,7 @@ TOOL_INSTRUCTIONS = (
     "You can call these functions:\n{functions}\n"
     'To call a function, reply with only a JSON object: {{"name": <function name>, "arguments": <arguments object>}}.'
 )
+TOOL_PARALLEL = " To call several functions at once, reply with a JSON array of such objects."
 TOOL_REQUIRED = " You must call one of the functions now."
 TOOL_OPTIONAL = " If no function is needed, answer in plain text."
 
@@ -49,7 +50,10 @@ def render_call(name: str, arguments: str | dict[str, Any]) -> str:
 
 
 def template_messages(
-    messages: Sequence[dict[str, Any]], tools: Sequence[dict[str, Any]] = (), tool_choice: Any = None
+    messages: Sequence[dict[str, Any]],
+    tools: Sequence[dict[str, Any]] = (),
+    tool_choice: Any = None,
+    parallel_tool_calls: bool = False,
 ) -> list[dict[str, str]]:
     """Messages as plain role/content strings, with tool definitions folded into the system message."""
     names_by_call_id: dict[str, str] = {}
@@ -74,6 +78,7 @@ def template_messages(
     functions = function_specs(tools)
     if functions and tool_choice != "none":
         instructions = TOOL_INSTRUCTIONS.format(functions=json.dumps(functions, ensure_ascii=False, indent=1))
+        instructions += TOOL_PARALLEL if parallel_tool_calls else ""
         instructions += TOOL_OPTIONAL if tool_choice in (None, "auto") else TOOL_REQUIRED
         if rendered and rendered[0]["role"] == "system":
             rendered[0] = {"role": "system", "content": rendered[0]["content"] + "\n\n" + instructions}

@@ -176,7 +176,8 @@ class RunExecutor:
     async def _generate(self, run: tables.Run, worker_id: str, engine: Any, request: GenerationRequest) -> None:
         message: tables.Message | None = None
         step: tables.RunStep | None = None
-        text, calls, finish, usage = "", [], "stop", Usage(0, 0)
+        text, finish, usage = "", "stop", Usage(0, 0)
+        calls: dict[int, dict[str, Any]] = {}
         next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
         try:
             async for chunk in engine.stream(request):
@@ -198,15 +199,13 @@ class RunExecutor:
                         },
                     )
                 for delta in chunk.tool_calls:
-                    if delta.id:
-                        calls.append(
-                            {
-                                "id": delta.id,
-                                "type": "function",
-                                "function": {"name": delta.name or "", "arguments": "", "output": None},
-                            }
-                        )
-                    calls[-1]["function"]["arguments"] += delta.arguments
+                    call = calls.setdefault(
+                        delta.index,
+                        {"id": delta.id, "type": "function", "function": {"name": "", "arguments": "", "output": None}},
+                    )
+                    call["id"] = delta.id or call["id"]
+                    call["function"]["name"] += delta.name or ""
+                    call["function"]["arguments"] += delta.arguments
                 finish = chunk.finish_reason or finish
                 usage = chunk.usage or usage
                 if time.monotonic() >= next_check:
@@ -233,7 +232,7 @@ class RunExecutor:
             )
         )
         if calls:
-            await self._require_action(run, calls, usage, run_usage)
+            await self._require_action(run, [calls[index] for index in sorted(calls)], usage, run_usage)
             return
         cut_off = finish == "length" and run.max_completion_tokens is not None
         if message is None:
@@ -338,6 +337,20 @@ class RunExecutor:
             await RunStepRepository(session, run.project_id).add(step)
         self.bus.publish(run.id, "thread.run.step.created", wire.run_step(step))
         self.bus.publish(run.id, "thread.run.step.in_progress", wire.run_step(step))
+        self.bus.publish(
+            run.id,
+            "thread.run.step.delta",
+            {
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {
+                    "step_details": {
+                        "type": "tool_calls",
+                        "tool_calls": [{"index": index, **call} for index, call in enumerate(calls)],
+                    }
+                },
+            },
+        )
         required = {
             "type": "submit_tool_outputs",
             "submit_tool_outputs": {
