@@ -250,3 +250,32 @@ def test_run_errors(client, assistant, other_client) -> None:
     ):
         with pytest.raises(openai.NotFoundError):
             attempt(other_client)
+
+
+def test_prompt_limits_drop_old_messages(client, assistant) -> None:
+    filler = "This is an older message about the weather, the sea and the mountains. " * 4
+    thread = client.beta.threads.create(
+        messages=[{"role": "user", "content": f"{i}: {filler}"} for i in range(10)]
+        + [{"role": "user", "content": "Now say hi."}]
+    )
+    full = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=5
+    )
+    assert full.usage.prompt_tokens > 500
+    limited = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=200, max_completion_tokens=5
+    )
+    assert limited.status == "incomplete" and limited.incomplete_details.reason == "max_completion_tokens"
+    assert limited.usage.prompt_tokens <= 200
+    last_two = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id,
+        assistant_id=assistant.id,
+        max_completion_tokens=5,
+        truncation_strategy={"type": "last_messages", "last_messages": 2},
+    )
+    assert last_two.truncation_strategy.last_messages == 2
+    assert last_two.usage.prompt_tokens < full.usage.prompt_tokens / 3
+    impossible = client.beta.threads.runs.create_and_poll(
+        thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=5
+    )
+    assert impossible.status == "incomplete" and impossible.incomplete_details.reason == "max_prompt_tokens"

@@ -74,6 +74,9 @@ class ScriptedEngine:
             await asyncio.sleep(self.delay)
             yield chunk
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        return sum(len(str(message.get("content") or "").split()) for message in request.messages)
+
     async def close(self) -> None:
         pass
 
@@ -226,3 +229,17 @@ def test_cancel_while_generating(world) -> None:
     run, messages = asyncio.run(scenario())
     assert run.status == "cancelled" and run.cancelled_at
     assert messages[0].status == "incomplete" and messages[0].incomplete_details == {"reason": "run_cancelled"}
+
+
+def test_max_prompt_tokens_drops_old_messages_or_ends_incomplete(world) -> None:
+    engine = ScriptedEngine()
+    engine.script = [Chunk(text="ok"), Chunk(finish_reason="stop", usage=Usage(3, 1))]
+    run, _, _ = asyncio.run(drive(world, engine, max_prompt_tokens=3))
+    assert run.status == "completed"
+    assert engine.requests[0].messages == [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "hello"},
+    ]
+    run, events, _ = asyncio.run(drive(world, engine, max_prompt_tokens=2))
+    assert run.status == "incomplete" and run.incomplete_details == {"reason": "max_prompt_tokens"}
+    assert events[-1] == "thread.run.incomplete" and len(engine.requests) == 1

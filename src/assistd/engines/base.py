@@ -83,6 +83,10 @@ class TextEngine(Protocol):
         """Generate, yielding chunks as they come. Cancelling the iteration stops the generation."""
         ...
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
+        """The prompt's size in this model's tokens, or None where the engine cannot tell before generating."""
+        ...
+
     async def close(self) -> None: ...
 
 

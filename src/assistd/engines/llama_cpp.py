@@ -78,6 +78,10 @@ class LlamaCppEngine:
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        prompt = self.render_chat(request) if request.messages is not None else request.prompt or ""
+        return await asyncio.to_thread(self.count_tokens, prompt)
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         is_chat = request.messages is not None
         prompt = self.render_chat(request) if is_chat else request.prompt or ""

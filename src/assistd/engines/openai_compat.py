@@ -264,6 +264,10 @@ class OpenAICompatTextEngine:
                 body["response_format"] = request.response_format
         return body
 
+    async def count_prompt_tokens(self, request: GenerationRequest) -> None:
+        """Unknown: the upstream tokenizes."""
+        return None
+
     async def close(self) -> None:
         await self._upstream.close()
 

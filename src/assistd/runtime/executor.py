@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +32,7 @@ from assistd.store.repositories import MessageRepository, RunRepository, RunStep
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+ANSWER_ROOM_TOKENS = 512  # kept free for the answer when old messages must go
 CHECK_INTERVAL_SECONDS = 0.25
 
 
@@ -107,11 +108,34 @@ class RunExecutor:
             run = moved
         try:
             engine = self.registry.text(run.model)
-            request = await self._request(run)
+            request = await self._fit(run, engine, await self._request(run))
         except AssistdError as exc:
             await self._fail(run, "invalid_prompt", exc.message)
             return
+        if request is None:
+            await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
+            return
         await self._generate(run, worker_id, engine, request)
+
+    async def _fit(self, run: tables.Run, engine: Any, request: GenerationRequest) -> GenerationRequest | None:
+        """Drop the oldest messages (never the instructions, never the last message) until the prompt fits the
+        model's context, leaving room for the answer, and `max_prompt_tokens`. None if that limit cannot be met."""
+        context = engine.context_length
+        room = min(run.max_completion_tokens or ANSWER_ROOM_TOKENS, context // 4) if context else 0
+        budgets = [limit for limit in (run.max_prompt_tokens, context - room if context else None) if limit]
+        if not budgets:
+            return request
+        messages = list(request.messages or [])
+        first = 1 if messages and messages[0]["role"] == "system" else 0
+        while (tokens := await engine.count_prompt_tokens(replace(request, messages=messages))) is not None:
+            if tokens <= min(budgets) or len(messages) - first <= 1:
+                break
+            del messages[first]
+            while len(messages) - first > 1 and messages[first]["role"] == "tool":  # no result without its call
+                del messages[first]
+        if run.max_prompt_tokens and tokens is not None and tokens > run.max_prompt_tokens:
+            return None
+        return replace(request, messages=messages)
 
     async def _request(self, run: tables.Run) -> GenerationRequest:
         async with self.db.read() as session:
