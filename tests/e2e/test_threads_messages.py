@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import openai
 import pytest
 from openai.types.beta import Thread, ThreadDeleted
@@ -132,3 +134,21 @@ def test_thread_create_without_a_body(client, http) -> None:
     response = http.post("/v1/threads")
     assert response.status_code == 200
     assert client.beta.threads.retrieve(response.json()["id"]).metadata == {}
+
+
+def test_idempotency_key_on_creates(client, http) -> None:
+    def post(path: str, body: dict, key: str):
+        return http.post(path, json=body, headers={"Idempotency-Key": key})
+
+    key = f"k-{time.time_ns()}"
+    first, again = (post("/v1/assistants", {"model": "local"}, key) for _ in range(2))
+    assert first.status_code == again.status_code == 200 and first.json()["id"] == again.json()["id"]
+    thread_a, thread_b = (post("/v1/threads", {}, key + "-t") for _ in range(2))
+    assert thread_a.json()["id"] == thread_b.json()["id"]
+    thread_id = thread_a.json()["id"]
+    message = {"role": "user", "content": "once"}
+    m1, m2 = (post(f"/v1/threads/{thread_id}/messages", message, key + "-m") for _ in range(2))
+    assert m1.json()["id"] == m2.json()["id"]
+    assert len(client.beta.threads.messages.list(thread_id).data) == 1
+    reused = post("/v1/threads", {}, key)  # the assistant's key
+    assert reused.status_code == 400 and reused.json()["error"]["code"] == "idempotency_key_reused"

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from assistd.api.deps import Caller, ServicesDep
+from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.store.pagination import PageRequest
@@ -15,8 +15,10 @@ router = APIRouter(prefix="/v1/assistants", tags=["assistants"])
 
 
 @router.post("")
-async def create_assistant(body: AssistantCreate, caller: Caller, services: ServicesDep) -> dict[str, Any]:
-    return await services.assistants.create(caller, body)
+async def create_assistant(
+    body: AssistantCreate, caller: Caller, services: ServicesDep, key: IdempotencyKey = None
+) -> dict[str, Any]:
+    return await services.assistants.create(caller, body, key)
 
 
 @router.get("")

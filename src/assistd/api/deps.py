@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from assistd.api.auth import require_principal
 from assistd.services.container import Services
@@ -17,3 +17,7 @@ def get_services(request: Request) -> Services:
 
 Caller = Annotated[Principal, Depends(require_principal)]
 ServicesDep = Annotated[Services, Depends(get_services)]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=256, description="A retry with the same key returns the first result."),
+]

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from assistd.api.deps import Caller, ServicesDep
+from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.store.pagination import PageRequest
@@ -15,8 +15,10 @@ router = APIRouter(prefix="/v1/threads/{thread_id}/messages", tags=["messages"])
 
 
 @router.post("")
-async def create_message(thread_id: str, body: MessageCreate, caller: Caller, services: ServicesDep) -> dict[str, Any]:
-    return await services.messages.create(caller, thread_id, body)
+async def create_message(
+    thread_id: str, body: MessageCreate, caller: Caller, services: ServicesDep, key: IdempotencyKey = None
+) -> dict[str, Any]:
+    return await services.messages.create(caller, thread_id, body, key)
 
 
 @router.get("")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from assistd.api import sse
-from assistd.api.deps import Caller, ServicesDep
+from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
 from assistd.runtime import states
 from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
@@ -20,7 +20,6 @@ router = APIRouter(tags=["runs"])
 
 POLL_AFTER_MS = "250"  # the SDK's poll helpers wait this long between retrievals instead of a second
 STOPPING_EVENTS = {f"thread.run.{status}" for status in states.TERMINAL} | {"thread.run.requires_action"}
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 
 
 def _poll_hint(response: Response) -> None:

@@ -6,15 +6,17 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from assistd.api.deps import Caller, ServicesDep
+from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
 
 @router.post("")
-async def create_thread(caller: Caller, services: ServicesDep, body: ThreadCreate | None = None) -> dict[str, Any]:
-    return await services.threads.create(caller, body or ThreadCreate())
+async def create_thread(
+    caller: Caller, services: ServicesDep, body: ThreadCreate | None = None, key: IdempotencyKey = None
+) -> dict[str, Any]:
+    return await services.threads.create(caller, body or ThreadCreate(), key)
 
 
 @router.get("/{thread_id}")

@@ -8,6 +8,7 @@ from assistd.errors import NotFound
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.services.idempotency import remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.store import tables
@@ -21,7 +22,9 @@ class AssistantService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, principal: Principal, body: AssistantCreate) -> dict[str, Any]:
+    async def create(
+        self, principal: Principal, body: AssistantCreate, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         row = tables.Assistant(
             id=new_id("assistant"),
             created_at=now(),
@@ -38,7 +41,11 @@ class AssistantService:
             reasoning_effort=body.reasoning_effort,
         )
         async with self.db.write() as session:
-            await AssistantRepository(session, principal.project_id).add(row)
+            assistants = AssistantRepository(session, principal.project_id)
+            if (earlier := await replayed(session, idempotency_key, assistants)) is not None:
+                return wire.assistant(earlier)
+            await assistants.add(row)
+            await remember(session, idempotency_key, principal.project_id, row)
         return wire.assistant(row)
 
     async def list(self, principal: Principal, request: PageRequest) -> Page[dict[str, Any]]:

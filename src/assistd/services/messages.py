@@ -10,6 +10,7 @@ from assistd.errors import InvalidRequest, NotFound
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.services.idempotency import remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.store import tables
@@ -57,9 +58,14 @@ class MessageService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, principal: Principal, thread_id: str, body: MessageCreate) -> dict[str, Any]:
+    async def create(
+        self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         async with self.db.write() as session:
             await require_thread(session, principal, thread_id)
+            messages = MessageRepository(session, principal.project_id)
+            if (earlier := await replayed(session, idempotency_key, messages)) is not None:
+                return wire.message(earlier)
             active = await RunRepository(session, principal.project_id).active_for_thread(thread_id)
             if active is not None:
                 raise InvalidRequest(
@@ -67,7 +73,8 @@ class MessageService:
                     param="thread_id",
                     code="run_active",
                 )
-            row = await MessageRepository(session, principal.project_id).add(new_message_row(thread_id, body, now()))
+            row = await messages.add(new_message_row(thread_id, body, now()))
+            await remember(session, idempotency_key, principal.project_id, row)
         return wire.message(row)
 
     async def list(

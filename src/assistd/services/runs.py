@@ -21,6 +21,7 @@ from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, Threa
 from assistd.schemas.threads import ThreadCreate
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.services.idempotency import remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
@@ -30,7 +31,6 @@ from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import (
     AssistantRepository,
-    IdempotencyRepository,
     MessageRepository,
     RunRepository,
     RunStepRepository,
@@ -92,22 +92,13 @@ class RunService:
             raise NotFound.for_object("assistant", assistant_id)
         return assistant
 
-    async def _replay(self, principal: Principal, key: str | None) -> Started | None:
-        """The run an earlier request with this Idempotency-Key made, if any."""
-        if key is None:
-            return None
-        async with self.db.read() as session:
-            run_id = await IdempotencyRepository(session, principal.project_id).find(key)
-            row = await RunRepository(session, principal.project_id).get(run_id) if run_id else None
-        return Started(wire.run(row), [], None) if row else None
-
     async def create(
         self, principal: Principal, thread_id: str, body: RunCreate, *, idempotency_key: str | None, stream: bool
     ) -> Started:
-        if (replayed := await self._replay(principal, idempotency_key)) is not None:
-            return replayed
         async with self.db.write() as session:
             await require_thread(session, principal, thread_id)
+            if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
+                return Started(wire.run(earlier), [], None)
             assistant = await self._assistant(session, principal, body.assistant_id)
             instructions = _pick(body.instructions, assistant.instructions) or ""
             if body.additional_instructions:
@@ -126,10 +117,10 @@ class RunService:
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: str | None, stream: bool
     ) -> Started:
-        if (replayed := await self._replay(principal, idempotency_key)) is not None:
-            return replayed
         spec = body.thread or ThreadCreate()
         async with self.db.write() as session:
+            if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
+                return Started(wire.run(earlier), [], None)
             assistant = await self._assistant(session, principal, body.assistant_id)
             created = now()
             thread = tables.Thread(
@@ -162,8 +153,7 @@ class RunService:
         events = self.bus.subscribe(run.id) if stream else None
         try:
             await RunRepository(session, principal.project_id).add(run)
-            if key is not None:
-                await IdempotencyRepository(session, principal.project_id).remember(key, run.id, run.created_at)
+            await remember(session, key, principal.project_id, run)
             await session.flush()
         except IntegrityError as exc:  # the one-active-run index: a concurrent create won
             if events is not None:

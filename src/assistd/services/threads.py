@@ -8,6 +8,7 @@ from assistd.errors import NotFound
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.services.idempotency import remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
@@ -21,7 +22,9 @@ class ThreadService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, principal: Principal, body: ThreadCreate) -> dict[str, Any]:
+    async def create(
+        self, principal: Principal, body: ThreadCreate, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         created_at = now()
         thread = tables.Thread(
             id=new_id("thread"),
@@ -31,9 +34,13 @@ class ThreadService:
         )
         messages = [new_message_row(thread.id, message, created_at) for message in body.messages]
         async with self.db.write() as session:
-            await ThreadRepository(session, principal.project_id).add(thread)
+            threads = ThreadRepository(session, principal.project_id)
+            if (earlier := await replayed(session, idempotency_key, threads)) is not None:
+                return wire.thread(earlier)
+            await threads.add(thread)
             if messages:
                 await MessageRepository(session, principal.project_id).add_many(messages)
+            await remember(session, idempotency_key, principal.project_id, thread)
         return wire.thread(thread)
 
     async def retrieve(self, principal: Principal, thread_id: str) -> dict[str, Any]:
