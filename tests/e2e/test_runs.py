@@ -279,3 +279,23 @@ def test_prompt_limits_drop_old_messages(client, assistant) -> None:
         thread_id=thread.id, assistant_id=assistant.id, max_prompt_tokens=5
     )
     assert impossible.status == "incomplete" and impossible.incomplete_details.reason == "max_prompt_tokens"
+
+
+def test_disconnecting_from_a_stream_does_not_stop_the_run(client, assistant, env) -> None:
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Tell me about the moon."}])
+    body = {"assistant_id": assistant.id, "stream": True, "max_completion_tokens": 60}
+    headers = {"Authorization": f"Bearer {env.key_a}"}
+    with httpx.stream(
+        "POST", f"{env.base_url}/v1/threads/{thread.id}/runs", json=body, headers=headers, timeout=60
+    ) as response:
+        events = []
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                events.append(line)
+            if len(events) == 3:
+                break  # leave while the run is still going
+        assert events[0] == "event: thread.run.created"
+    run_id = client.beta.threads.runs.list(thread.id).data[0].id
+    final = wait_terminal(client, thread.id, run_id)
+    assert final.status in ("completed", "incomplete")
+    assert client.beta.threads.messages.list(thread.id).data[0].run_id == run_id
