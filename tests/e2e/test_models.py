@@ -149,7 +149,7 @@ def test_tool_calls_required_always_valid(client: openai.OpenAI) -> None:
             tools=WEATHER_TOOLS,
             tool_choice="required",
             temperature=0.8,
-            max_tokens=120,
+            max_tokens=300,
         )
         choice = completion.choices[0]
         assert choice.finish_reason == "tool_calls", choice

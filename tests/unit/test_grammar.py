@@ -51,6 +51,22 @@ def test_named_function_must_exist() -> None:
     assert info.value.param == "tool_choice"
 
 
+def test_free_strings_in_arguments_are_bounded() -> None:
+    parameters = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string"},
+            "unit": {"type": "string", "enum": ["c", "f"]},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}},
+        },
+    }
+    arguments = call_schema([{"name": "f", "parameters": parameters}])["properties"]["arguments"]
+    assert arguments["properties"]["city"]["maxLength"] == 200
+    assert "maxLength" not in arguments["properties"]["unit"]
+    assert arguments["properties"]["tags"]["items"]["maxLength"] == 5
+    assert "maxLength" not in parameters["properties"]["city"], "the caller's schema is not changed"
+
+
 def test_call_schema_names_each_function() -> None:
     assert call_schema([TOOLS[0]["function"]])["properties"]["name"] == {"const": "a"}
     assert len(call_schema([t["function"] for t in TOOLS])["oneOf"]) == 2

@@ -6,6 +6,7 @@
 - tools with "auto": either such a call or plain text that does not start with "{" or "[" — the choice is the
   model's, a malformed call is impossible.
 - with `parallel_tool_calls`, a JSON array of such calls is allowed too.
+- string arguments the function's schema leaves unbounded are capped at MAX_ARGUMENT_STRING characters.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from assistd.engines.prompting import function_specs
 from assistd.errors import InvalidRequest
 
 ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
+MAX_ARGUMENT_STRING = 200
 PERMISSIVE_PARAMETERS: dict[str, Any] = {"type": "object"}
 _PLAIN_TEXT_RULE = "assistd-text ::= [^{[ \\t\\n] [^\\x00]*\n"
 _PARALLEL_CALLS_RULE = 'assistd-calls ::= assistd-call | "[" space assistd-call ("," space assistd-call)* "]" space\n'
@@ -40,6 +42,19 @@ def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> st
     return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
+def bounded_strings(schema: Any) -> Any:
+    """`schema` with every free-form string capped at MAX_ARGUMENT_STRING characters: small models can ramble
+    inside a string until max_tokens cuts the call off. Strings the schema already constrains are left alone."""
+    if isinstance(schema, list):
+        return [bounded_strings(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: bounded_strings(value) for key, value in schema.items()}
+    if schema.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & schema.keys():
+        bounded["maxLength"] = MAX_ARGUMENT_STRING
+    return bounded
+
+
 def call_schema(functions: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The JSON schema of one call of any of `functions`."""
     options = [
@@ -47,7 +62,7 @@ def call_schema(functions: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "name": {"const": function["name"]},
-                "arguments": function.get("parameters") or PERMISSIVE_PARAMETERS,
+                "arguments": bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
