@@ -40,6 +40,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/crud.py
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/runs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
