@@ -243,3 +243,29 @@ def test_max_prompt_tokens_drops_old_messages_or_ends_incomplete(world) -> None:
     run, events, _ = asyncio.run(drive(world, engine, max_prompt_tokens=2))
     assert run.status == "incomplete" and run.incomplete_details == {"reason": "max_prompt_tokens"}
     assert events[-1] == "thread.run.incomplete" and len(engine.requests) == 1
+
+
+def test_heartbeat_keeps_a_quiet_run_leased(world) -> None:
+    """A run waiting a long time for its first token keeps its lease: nobody else takes it, it runs once."""
+
+    async def scenario():
+        engine = ScriptedEngine()
+        engine.script = [Chunk(text="late"), Chunk(finish_reason="stop", usage=Usage(1, 1))]
+        engine.delay = 1.0  # more than three leases of 0.3 s without a token
+        db = Database(world)
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), EventBus(), ExecutorSettings(0.3, 600))
+        run = await setup_run(db)
+        claimed = await RunQueue(db).claim("w1", time.time(), 0.3)
+        task = asyncio.create_task(executor.execute(claimed, "w1"))
+        await asyncio.sleep(0.8)
+        stolen = await RunQueue(db).claim("w2", time.time(), 0.3)
+        await asyncio.wait_for(task, 10)
+        async with db.read() as session:
+            final = await RunRepository(session, run.project_id).get(run.id)
+            steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+        await db.dispose()
+        return stolen, final, steps
+
+    stolen, run, steps = asyncio.run(scenario())
+    assert stolen is None
+    assert run.status == "completed" and run.attempts == 1 and len(steps) == 1

@@ -2,12 +2,13 @@
 
 The executor turns the thread (and this run's earlier tool calls and their outputs) into a generation request,
 streams the engine's answer into a message (or a tool-calls step), and moves the run through the state
-machine with guarded updates, publishing `thread.*` events as it goes. It checks for cancellation and renews
-its lease while the model generates.
+machine with guarded updates, publishing `thread.*` events as it goes. A heartbeat renews its lease on a
+clock of its own; while the model generates, the executor checks for cancellation and for a lost lease.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -82,17 +83,35 @@ class RunExecutor:
     # -- the run ----------------------------------------------------------------------------------------
 
     async def execute(self, run: tables.Run, worker_id: str) -> None:
+        lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(run.id, worker_id, lost))
         try:
-            await self._execute(run, worker_id)
+            await self._execute(run, worker_id, lost)
         except LeaseLost:
             log.warning("run %s: lease lost, another worker continues it", run.id)
             return
         except Exception:
             log.exception("run %s failed unexpectedly", run.id)
             await self._fail(run, "server_error", "The run failed because of an internal error.")
+        finally:
+            heartbeat.cancel()
         await self.queue.release(run.id, worker_id)
 
-    async def _execute(self, run: tables.Run, worker_id: str) -> None:
+    async def _heartbeat(self, run_id: str, worker_id: str, lost: asyncio.Event) -> None:
+        """Renew the lease on a clock of its own (a run waiting for the model makes no tokens, but is alive)."""
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                renewed = await self.queue.renew(run_id, worker_id, time.time() + self.settings.lease_seconds)
+            except Exception:  # a busy store: try again at the next beat, the lease still has two beats left
+                log.warning("run %s: lease renewal failed", run_id, exc_info=True)
+                continue
+            if not renewed:
+                lost.set()
+                return
+
+    async def _execute(self, run: tables.Run, worker_id: str, lost: asyncio.Event) -> None:
         if run.status == "cancelling":
             await self._finish_cancel(run, None, None)
             return
@@ -115,7 +134,7 @@ class RunExecutor:
         if request is None:
             await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
             return
-        await self._generate(run, worker_id, engine, request)
+        await self._generate(run, lost, engine, request)
 
     async def _fit(self, run: tables.Run, engine: Any, request: GenerationRequest) -> GenerationRequest | None:
         """Drop the oldest messages (never the instructions, never the last message) until the prompt fits the
@@ -197,7 +216,7 @@ class RunExecutor:
             response_format=response_format,
         )
 
-    async def _generate(self, run: tables.Run, worker_id: str, engine: Any, request: GenerationRequest) -> None:
+    async def _generate(self, run: tables.Run, lost: asyncio.Event, engine: Any, request: GenerationRequest) -> None:
         message: tables.Message | None = None
         step: tables.RunStep | None = None
         text, finish, usage = "", "stop", Usage(0, 0)
@@ -234,7 +253,7 @@ class RunExecutor:
                 usage = chunk.usage or usage
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
-                    if not await self.queue.renew(run.id, worker_id, time.time() + self.settings.lease_seconds):
+                    if lost.is_set():
                         raise LeaseLost
                     if await self._status(run) == "cancelling":
                         await self._finish_cancel(run, message, step, text)

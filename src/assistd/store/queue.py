@@ -7,7 +7,7 @@ worker died keeps its status but its lease runs out, and the next claim takes it
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from assistd.store import tables
 from assistd.store.database import Database
@@ -20,22 +20,25 @@ class RunQueue:
         self.db = db
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
-        """Take the oldest run that is waiting or whose lease has run out; None when there is none."""
-        async with self.db.write() as session:
+        """Take the oldest run that is waiting, or whose lease another worker let run out; None when there is none.
+
+        The search is a read; only a candidate costs a write transaction (an idle worker writes nothing)."""
+        async with self.db.read() as session:
             candidate = await session.scalar(
                 select(tables.Run)
                 .where(
                     or_(
                         tables.Run.status.in_(CLAIMABLE),
-                        tables.Run.status == "in_progress",
+                        and_(tables.Run.status == "in_progress", tables.Run.lease_owner != worker_id),
                     ),
                     or_(tables.Run.lease_expires_at.is_(None), tables.Run.lease_expires_at < now),
                 )
                 .order_by(tables.Run.id)
                 .limit(1)
             )
-            if candidate is None:
-                return None
+        if candidate is None:
+            return None
+        async with self.db.write() as session:
             taken = await session.execute(
                 update(tables.Run)
                 .where(
@@ -47,8 +50,7 @@ class RunQueue:
             )
             if taken.rowcount != 1:
                 return None
-            await session.refresh(candidate)
-            return candidate
+            return await session.get(tables.Run, candidate.id, populate_existing=True)
 
     async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
         """Extend a lease this worker holds; False when it has lost it."""
