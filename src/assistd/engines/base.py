@@ -9,7 +9,7 @@ bare exceptions.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
@@ -69,7 +69,6 @@ class GenerationRequest:
     parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
     user: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+from assistd.store.tables import ACTIVE_RUN_STATUSES
+
 TERMINAL = frozenset({"completed", "incomplete", "failed", "cancelled", "expired"})
-ACTIVE = frozenset({"queued", "in_progress", "requires_action", "cancelling"})
+ACTIVE = frozenset(ACTIVE_RUN_STATUSES)  # defined with the table: its unique index relies on the same list
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "queued": frozenset({"in_progress", "cancelled", "failed", "expired"}),

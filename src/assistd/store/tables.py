@@ -92,6 +92,7 @@ class Message(Base):
 
 
 ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
+_ACTIVE_RUN = text(f"status IN ({', '.join(repr(status) for status in ACTIVE_RUN_STATUSES)})")
 
 
 class Run(Base):
@@ -106,8 +107,8 @@ class Run(Base):
             "ux_runs_one_active_per_thread",
             "thread_id",
             unique=True,
-            sqlite_where=text("status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"),
-            postgresql_where=text("status IN ('queued', 'in_progress', 'requires_action', 'cancelling')"),
+            sqlite_where=_ACTIVE_RUN,
+            postgresql_where=_ACTIVE_RUN,
         ),
     )
 
