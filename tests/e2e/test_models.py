@@ -47,6 +47,12 @@ WEATHER_TOOLS = [
 ]
 PARAMETERS = {tool["function"]["name"]: tool["function"]["parameters"] for tool in WEATHER_TOOLS}
 
+# An answer that cannot end early: the grammar demands 400 numbers (well over a thousand tokens).
+LONG_ANSWER = {
+    "type": "json_schema",
+    "json_schema": {"name": "numbers", "schema": {"type": "array", "minItems": 400, "items": {"type": "integer"}}},
+}
+
 PERSON_SCHEMA = {
     "type": "object",
     "properties": {
@@ -353,9 +359,10 @@ def test_client_disconnect_stops_generation(env) -> None:
 
     body = {
         "model": CHAT_MODEL,
-        "messages": [{"role": "user", "content": "Write a very long story."}],
+        "messages": [{"role": "user", "content": "List numbers."}],
         "max_tokens": 4000,
         "stream": True,
+        "response_format": LONG_ANSWER,
     }
     headers = {"Authorization": f"Bearer {env.key_a}"}
     with httpx.stream("POST", f"{env.base_url}/v1/chat/completions", json=body, headers=headers, timeout=60) as r:

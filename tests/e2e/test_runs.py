@@ -13,7 +13,7 @@ from openai import AssistantEventHandler
 from openai.types.beta.threads import Run
 from openai.types.beta.threads.runs import RunStep
 
-from tests.e2e.test_models import CHAT_MODEL, PARAMETERS, WEATHER_TOOLS
+from tests.e2e.test_models import CHAT_MODEL, LONG_ANSWER, PARAMETERS, WEATHER_TOOLS
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,10 @@ def test_cancel_a_waiting_run_and_a_generating_run(client, tool_assistant, assis
     assert run.status == "requires_action"
     assert client.beta.threads.runs.cancel(run.id, thread_id=thread.id).status == "cancelled"
 
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Write a very long story."}])
-    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=3000)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "List numbers."}])
+    run = client.beta.threads.runs.create(
+        thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=3000, response_format=LONG_ANSWER
+    )
     while client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "queued":
         time.sleep(0.05)
     cancelled = client.beta.threads.runs.cancel(run.id, thread_id=thread.id)

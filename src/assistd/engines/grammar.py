@@ -5,7 +5,7 @@
   declared function, its arguments matching that function's parameter schema.
 - tools with "auto": either such a call or plain text that does not start with "{" or "[" — the choice is the
   model's, a malformed call is impossible.
-- with `parallel_tool_calls`, a JSON array of such calls is allowed too.
+- with `parallel_tool_calls`, a JSON array of up to MAX_PARALLEL_CALLS such calls is allowed too.
 - string arguments the function's schema leaves unbounded are capped at MAX_ARGUMENT_STRING characters.
 """
 
@@ -25,7 +25,18 @@ ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 MAX_ARGUMENT_STRING = 200
 PERMISSIVE_PARAMETERS: dict[str, Any] = {"type": "object"}
 _PLAIN_TEXT_RULE = "assistd-text ::= [^{[ \\t\\n] [^\\x00]*\n"
-_PARALLEL_CALLS_RULE = 'assistd-calls ::= assistd-call | "[" space assistd-call ("," space assistd-call)* "]" space\n'
+MAX_PARALLEL_CALLS = 4
+
+
+def _parallel_calls_rule(limit: int) -> str:
+    """One call, or a JSON array of 1..limit calls (nested optionals: the grammar has no bounded repeat)."""
+    more = ""
+    for _ in range(limit - 1):
+        more = f'("," space assistd-call {more})?'
+    return f'assistd-calls ::= assistd-call | "[" space assistd-call {more} "]" space\n'
+
+
+_PARALLEL_CALLS_RULE = _parallel_calls_rule(MAX_PARALLEL_CALLS)
 
 
 # The converter lets raw control characters into strings, which JSON forbids (json.loads rejects them).
