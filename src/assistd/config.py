@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     tool_output_timeout_seconds: int = Field(
         600, ge=1, description="How long a run waits in requires_action for tool outputs before it expires."
     )
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024, gt=0, description="Largest file accepted by `POST /v1/files`, in bytes; larger gets 413."
+    )
+    files_dir: Path | None = Field(
+        None, description="Directory of uploaded files' bytes; default: `files` in the data directory."
+    )
+    embedding_model: str = Field(
+        "all-minilm-l6-v2", description="Model (from the models file) that embeds vector store chunks and queries."
+    )
+    ingest_concurrency: int = Field(1, ge=1, description="Files one embedded worker ingests at the same time.")
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property
@@ -49,6 +59,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'assistd.db').resolve()}"
+
+    @property
+    def resolved_files_dir(self) -> Path:
+        return self.files_dir or self.data_dir / "files"
 
     @property
     def first_key_path(self) -> Path:

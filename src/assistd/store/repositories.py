@@ -15,7 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assistd.store import tables
 from assistd.store.pagination import Page, PageRequest, fetch_page
 
-Row = TypeVar("Row", tables.Assistant, tables.Thread, tables.Message, tables.Run, tables.RunStep)
+Row = TypeVar(
+    "Row",
+    tables.Assistant,
+    tables.Thread,
+    tables.Message,
+    tables.Run,
+    tables.RunStep,
+    tables.File,
+    tables.VectorStore,
+    tables.VectorStoreFile,
+    tables.VectorStoreFileBatch,
+)
 
 
 class ScopedRepository(Generic[Row]):
@@ -163,3 +174,151 @@ class IdempotencyRepository:
             tables.IdempotencyKey(project_id=self.project_id, key=key, object_id=object_id, created_at=created_at)
         )
         await self.session.flush()
+
+
+class FileRepository(ScopedRepository[tables.File]):
+    table = tables.File
+
+    async def get_many(self, file_ids: Iterable[str]) -> dict[str, tables.File]:
+        rows = await self.session.scalars(self._select(tables.File.id.in_(list(set(file_ids)))))
+        return {row.id: row for row in rows.all()}
+
+    async def delete(self, object_id: str, *conditions: Any) -> bool:
+        """Delete a file, and with it its chunks and its place in every vector store (which reindex)."""
+        store_ids = list(
+            (
+                await self.session.scalars(
+                    select(tables.VectorStoreFile.vector_store_id).where(
+                        tables.VectorStoreFile.project_id == self.project_id, tables.VectorStoreFile.id == object_id
+                    )
+                )
+            ).all()
+        )
+        chunks = ChunkRepository(self.session, self.project_id)
+        for store_id in store_ids:
+            await chunks.remove_file(store_id, object_id)
+        await self.session.execute(
+            delete(tables.VectorStoreFile).where(
+                tables.VectorStoreFile.project_id == self.project_id, tables.VectorStoreFile.id == object_id
+            )
+        )
+        return await super().delete(object_id, *conditions)
+
+
+class VectorStoreRepository(ScopedRepository[tables.VectorStore]):
+    table = tables.VectorStore
+
+    async def get_many(self, store_ids: Iterable[str]) -> list[tables.VectorStore]:
+        rows = await self.session.scalars(self._select(tables.VectorStore.id.in_(list(store_ids))))
+        return list(rows.all())
+
+    async def touch(self, store_ids: Iterable[str], moment: int) -> None:
+        """Mark stores as used now (their expiry counts from their last activity)."""
+        await self.session.execute(
+            update(tables.VectorStore)
+            .where(tables.VectorStore.project_id == self.project_id, tables.VectorStore.id.in_(list(store_ids)))
+            .values(last_active_at=moment)
+        )
+
+
+def _status_counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
+    counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+    for status, count in rows:
+        counts[status] = count
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+class VectorStoreFileRepository(ScopedRepository[tables.VectorStoreFile]):
+    """Files of vector stores; every method names the store, since a file may sit in several."""
+
+    table = tables.VectorStoreFile
+
+    async def get_in(self, store_id: str, file_id: str) -> tables.VectorStoreFile | None:
+        return await self.get(file_id, tables.VectorStoreFile.vector_store_id == store_id)
+
+    async def in_store(self, store_id: str, *conditions: Any) -> list[tables.VectorStoreFile]:
+        rows = await self.session.scalars(self._select(tables.VectorStoreFile.vector_store_id == store_id, *conditions))
+        return list(rows.all())
+
+    async def counts(self, store_id: str, batch_id: str | None = None) -> dict[str, int]:
+        """file_counts of a store (or of one of its batches)."""
+        stmt = (
+            select(tables.VectorStoreFile.status, func.count())
+            .where(tables.VectorStoreFile.project_id == self.project_id)
+            .where(tables.VectorStoreFile.vector_store_id == store_id)
+            .group_by(tables.VectorStoreFile.status)
+        )
+        if batch_id is not None:
+            stmt = stmt.where(tables.VectorStoreFile.batch_id == batch_id)
+        return _status_counts((await self.session.execute(stmt)).tuples().all())
+
+    async def usage_bytes(self, store_id: str) -> int:
+        total = await self.session.scalar(
+            select(func.coalesce(func.sum(tables.VectorStoreFile.usage_bytes), 0)).where(
+                tables.VectorStoreFile.project_id == self.project_id,
+                tables.VectorStoreFile.vector_store_id == store_id,
+            )
+        )
+        return int(total or 0)
+
+    async def remove(self, store_id: str, file_id: str) -> bool:
+        """Take a file out of a store, with its chunks."""
+        await ChunkRepository(self.session, self.project_id).remove_file(store_id, file_id)
+        return await self.delete(file_id, tables.VectorStoreFile.vector_store_id == store_id)
+
+    async def cancel_batch(self, store_id: str, batch_id: str, moment: int) -> None:
+        await self.session.execute(
+            update(tables.VectorStoreFile)
+            .where(
+                tables.VectorStoreFile.project_id == self.project_id,
+                tables.VectorStoreFile.vector_store_id == store_id,
+                tables.VectorStoreFile.batch_id == batch_id,
+                tables.VectorStoreFile.status == "in_progress",
+            )
+            .values(status="cancelled", lease_owner=None, lease_expires_at=None)
+        )
+
+
+class FileBatchRepository(ScopedRepository[tables.VectorStoreFileBatch]):
+    table = tables.VectorStoreFileBatch
+
+
+class ChunkRepository:
+    """The chunks of a project's vector store files. Adding or removing any bumps the store's index_version."""
+
+    def __init__(self, session: AsyncSession, project_id: str) -> None:
+        self.session = session
+        self.project_id = project_id
+
+    async def replace_file(self, store_id: str, file_id: str, rows: list[tables.Chunk]) -> None:
+        await self.remove_file(store_id, file_id)
+        for row in rows:
+            row.project_id, row.vector_store_id, row.file_id = self.project_id, store_id, file_id
+        self.session.add_all(rows)
+        await self.session.flush()
+        await self._bump(store_id)
+
+    async def remove_file(self, store_id: str, file_id: str) -> None:
+        result = await self.session.execute(
+            delete(tables.Chunk).where(
+                tables.Chunk.project_id == self.project_id,
+                tables.Chunk.vector_store_id == store_id,
+                tables.Chunk.file_id == file_id,
+            )
+        )
+        if result.rowcount:
+            await self._bump(store_id)
+
+    async def by_ids(self, chunk_ids: Iterable[int]) -> dict[int, tables.Chunk]:
+        rows = await self.session.scalars(
+            select(tables.Chunk).where(tables.Chunk.project_id == self.project_id, tables.Chunk.id.in_(list(chunk_ids)))
+        )
+        return {row.id: row for row in rows.all()}
+
+    async def _bump(self, store_id: str) -> None:
+        await self.session.execute(
+            update(tables.VectorStore)
+            .where(tables.VectorStore.project_id == self.project_id, tables.VectorStore.id == store_id)
+            .values(index_version=tables.VectorStore.index_version + 1)
+        )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 ID = String(64)
@@ -176,3 +176,90 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     object_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class File(Base):
+    """An uploaded file; its bytes live in the blob store under the same id."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_project_id_id", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str] = mapped_column(String(512))
+    purpose: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class VectorStore(Base):
+    __tablename__ = "vector_stores"
+    __table_args__ = (Index("ix_vector_stores_project_id_id", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    name: Mapped[str] = mapped_column(String(256))
+    description: Mapped[str | None] = mapped_column(String(512))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    expires_after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_active_at: Mapped[int] = mapped_column(BigInteger)
+    # bumped whenever chunks are added or removed, so in-memory vector indexes know to reload
+    index_version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VectorStoreFileBatch(Base):
+    __tablename__ = "vector_store_file_batches"
+    __table_args__ = (Index("ix_vector_store_file_batches_project_id_id", "project_id", "id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    vector_store_id: Mapped[str] = mapped_column(ID, ForeignKey("vector_stores.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class VectorStoreFile(Base):
+    """A file in a vector store, and its ingestion job (lease columns as on runs). `id` is the file's id."""
+
+    __tablename__ = "vector_store_files"
+    __table_args__ = (
+        Index("ix_vector_store_files_project_id_vector_store_id_id", "project_id", "vector_store_id", "id"),
+        Index("ix_vector_store_files_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_vector_store_files_batch_id", "batch_id"),
+    )
+
+    vector_store_id: Mapped[str] = mapped_column(
+        ID, ForeignKey("vector_stores.id", ondelete="CASCADE"), primary_key=True
+    )
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))
+    last_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    usage_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    chunking_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    batch_id: Mapped[str | None] = mapped_column(ID)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Chunk(Base):
+    """A passage of a file in a vector store, with its embedding: float32 vectors, one per window of the
+    embedding model's input size, concatenated. The integer id is also the full-text index's rowid."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_vector_store_id_file_id", "vector_store_id", "file_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    vector_store_id: Mapped[str] = mapped_column(ID, ForeignKey("vector_stores.id", ondelete="CASCADE"))
+    file_id: Mapped[str] = mapped_column(ID)
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[int] = mapped_column(Integer)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)

@@ -11,14 +11,22 @@ from assistd.config import Settings
 from assistd.store.tables import Base
 
 target_metadata = Base.metadata
+FULL_TEXT_TABLE_PREFIX = "chunks_fts"
 
 
 def _database_url() -> str:
     return context.config.attributes.get("database_url") or Settings().resolved_database_url
 
 
+def _include_object(_object, name, type_, _reflected, _compare_to) -> bool:
+    """Leave the full-text index tables (made by hand in the migrations, not declared in tables.py) alone."""
+    return not (type_ == "table" and name.startswith(FULL_TEXT_TABLE_PREFIX))
+
+
 def _run(connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_as_batch=True, include_object=_include_object
+    )
     with context.begin_transaction():
         context.run_migrations()
 
