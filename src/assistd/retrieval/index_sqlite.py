@@ -15,9 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 MAX_QUERY_TERMS = 64
 _WORD = re.compile(r"\w+", re.UNICODE)
 # words too common to rank by; BM25 would weigh them little anyway, but they make the match set huge
-STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "so", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "why", "will", "with", "would", "you", "your"]
-)
+_STOPWORD_TEXT = """
+a an and are as at be but by can could did do does for from had has have how i if in into is it its me my no not
+of on or our so than that the their them then there these they this to was we were what when where which who why
+will with would you your
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def match_expression(query: str) -> str | None:
