@@ -8,16 +8,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from assistd import __version__
-from assistd.api import assistants, errors, generation, health, messages, runs, threads
+from assistd.api import assistants, errors, files, generation, health, messages, runs, threads, vector_stores
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry, load_config
+from assistd.retrieval.chunking import TokenChunker
+from assistd.retrieval.search import Retriever
 from assistd.runtime.events import EventBus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
+from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker
 from assistd.services.clock import now
 from assistd.services.container import Services
+from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
+
+UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
 def load_registry(settings: Settings) -> ModelRegistry:
@@ -37,8 +43,17 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         executor = RunExecutor(
             db, models, bus, ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds)
         )
-        worker = Worker(executor, concurrency=settings.worker_concurrency, lease_seconds=settings.run_lease_seconds)
-        app.state.services = Services.build(db, settings, models, bus, worker.wake)
+        blobs = BlobStore(settings.resolved_files_dir)
+        embedder = models.embedding(settings.embedding_model)
+        ingestor = Ingestor(db, blobs, embedder, TokenChunker(), settings.run_lease_seconds)
+        worker = Worker(
+            executor,
+            ingestor,
+            concurrency=settings.worker_concurrency,
+            ingest_concurrency=settings.ingest_concurrency,
+            lease_seconds=settings.run_lease_seconds,
+        )
+        app.state.services = Services.build(db, settings, models, bus, blobs, Retriever(db, embedder), worker.wake)
         worker.start()
         try:
             yield
@@ -51,8 +66,22 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     app.state.settings = settings
     errors.install(app)
     # runs first: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}
-    for router in (health.router, runs.router, assistants.router, threads.router, messages.router, generation.router):
+    for router in (
+        health.router,
+        runs.router,
+        assistants.router,
+        threads.router,
+        messages.router,
+        generation.router,
+        files.router,
+        vector_stores.router,
+    ):
         app.include_router(router)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # an upload's limit is its file's, plus room for the multipart framing and the other fields
+        max_bytes_by_path={"/v1/files": settings.max_upload_bytes + UPLOAD_FRAMING_BYTES},
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -12,11 +12,13 @@ from assistd.store import ids
 from assistd.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest
 
 
-def page_params(kind: str) -> Callable[..., PageRequest]:
+def page_params(
+    kind: str, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT
+) -> Callable[..., PageRequest]:
     """A dependency that reads limit/order/after/before for a list of `kind` objects."""
 
     def dependency(
-        limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Number of objects, 1 to 100."),
+        limit: int = Query(default_limit, ge=1, le=max_limit, description=f"Number of objects, 1 to {max_limit}."),
         order: Literal["asc", "desc"] = Query("desc", description="Sort by created_at: asc or desc."),
         after: str | None = Query(None, description="Cursor: an object id; list the objects after it."),
         before: str | None = Query(None, description="Cursor: an object id; list the objects before it."),

@@ -1,4 +1,5 @@
-"""The worker loop: claim runs from the queue, execute them (a few at a time), expire overdue tool outputs.
+"""The worker loop: claim runs and files to ingest from the queues, work on them (a few at a time), expire
+overdue tool outputs.
 
 In the embedded mode one worker runs inside `assistd serve`; the queue's leases let any number of workers
 share a store. A run interrupted by a crash is taken over when its lease runs out (at the latest
@@ -12,9 +13,12 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 from assistd.runtime import states
 from assistd.runtime.executor import RunExecutor
+from assistd.runtime.ingestion import Ingestor
 from assistd.services import wire
 from assistd.services.clock import now
 from assistd.store.queue import RunQueue
@@ -26,18 +30,29 @@ IDLE_POLL_SECONDS = 0.2
 
 
 class Worker:
-    def __init__(self, executor: RunExecutor, *, concurrency: int, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        executor: RunExecutor,
+        ingestor: Ingestor,
+        *,
+        concurrency: int,
+        ingest_concurrency: int,
+        lease_seconds: float,
+    ) -> None:
         self.executor = executor
+        self.ingestor = ingestor
         self.queue = RunQueue(executor.db)
         self.concurrency = concurrency
+        self.ingest_concurrency = ingest_concurrency
         self.lease_seconds = lease_seconds
         self.worker_id = f"worker-{uuid.uuid4().hex[:12]}"
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._ingesting: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
-        """Look at the queue now (a run was just queued)."""
+        """Look at the queues now (a run or a file was just queued)."""
         self._wake.set()
 
     def start(self) -> None:
@@ -45,7 +60,7 @@ class Worker:
 
     async def stop(self) -> None:
         """Stop taking runs and cancel the ones under way; their leases run out and another worker resumes them."""
-        tasks = [task for task in (self._loop_task, *self._running) if task is not None]
+        tasks = [task for task in (self._loop_task, *self._running, *self._ingesting) if task is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -60,9 +75,12 @@ class Worker:
                     run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
                     if run is None:
                         break
-                    task = asyncio.create_task(self.executor.execute(run, self.worker_id), name=run.id)
-                    self._running.add(task)
-                    task.add_done_callback(self._finished)
+                    self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
+                while len(self._ingesting) < self.ingest_concurrency:
+                    job = await self.ingestor.queue.claim(self.worker_id, time.time(), self.lease_seconds)
+                    if job is None:
+                        break
+                    self._start(self._ingesting, self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}")
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -71,9 +89,15 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
 
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
-        self._wake.set()
+    def _start(self, tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        tasks.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            tasks.discard(done)
+            self._wake.set()
+
+        task.add_done_callback(finished)
 
     async def _expire_overdue(self) -> None:
         """requires_action past expires_at → expired (and its pending tool-calls step too)."""

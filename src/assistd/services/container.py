@@ -7,13 +7,17 @@ from dataclasses import dataclass
 
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
+from assistd.retrieval.search import Retriever
 from assistd.runtime.events import EventBus
 from assistd.services.assistants import AssistantService
+from assistd.services.files import FileService
 from assistd.services.generation import GenerationService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
 from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
+from assistd.services.vector_stores import VectorStoreService
+from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
 
 
@@ -26,11 +30,20 @@ class Services:
     messages: MessageService
     generation: GenerationService
     runs: RunService
+    files: FileService
+    vector_stores: VectorStoreService
     bus: EventBus
 
     @classmethod
     def build(
-        cls, db: Database, settings: Settings, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None]
+        cls,
+        db: Database,
+        settings: Settings,
+        registry: ModelRegistry,
+        bus: EventBus,
+        blobs: BlobStore,
+        retriever: Retriever,
+        wake: Callable[[], None],
     ) -> Services:
         return cls(
             db=db,
@@ -40,5 +53,7 @@ class Services:
             messages=MessageService(db),
             generation=GenerationService(registry),
             runs=RunService(db, registry, bus, wake),
+            files=FileService(db, blobs, settings.max_upload_bytes),
+            vector_stores=VectorStoreService(db, blobs, retriever, wake),
             bus=bus,
         )

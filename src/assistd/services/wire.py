@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from assistd.retrieval.search import Hit
 from assistd.store import tables
 
 
@@ -110,4 +111,90 @@ def run_step(row: tables.RunStep) -> dict[str, Any]:
         "step_details": row.step_details,
         "usage": row.usage,
         "metadata": row.metadata_,
+    }
+
+
+def file(row: tables.File) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "file",
+        "bytes": row.bytes,
+        "created_at": row.created_at,
+        "filename": row.filename,
+        "purpose": row.purpose,
+        "status": "processed",
+        "status_details": None,
+        "expires_at": row.expires_at,
+    }
+
+
+def vector_store_expires_at(row: tables.VectorStore) -> int | None:
+    """When a store expires: `expires_after.days` after it was last active (never without a policy)."""
+    return row.last_active_at + row.expires_after["days"] * 86_400 if row.expires_after else None
+
+
+def vector_store(row: tables.VectorStore, file_counts: dict[str, int], usage_bytes: int, moment: int) -> dict[str, Any]:
+    expires_at = vector_store_expires_at(row)
+    if expires_at is not None and expires_at <= moment:
+        status = "expired"
+    elif file_counts["in_progress"]:
+        status = "in_progress"
+    else:
+        status = "completed"
+    return {
+        "id": row.id,
+        "object": "vector_store",
+        "created_at": row.created_at,
+        "name": row.name,
+        "description": row.description,
+        "usage_bytes": usage_bytes,
+        "file_counts": file_counts,
+        "status": status,
+        "expires_after": row.expires_after,
+        "expires_at": expires_at,
+        "last_active_at": row.last_active_at,
+        "metadata": row.metadata_,
+    }
+
+
+def vector_store_file(row: tables.VectorStoreFile) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "vector_store.file",
+        "created_at": row.created_at,
+        "vector_store_id": row.vector_store_id,
+        "status": row.status,
+        "last_error": row.last_error,
+        "usage_bytes": row.usage_bytes,
+        "attributes": row.attributes or {},
+        "chunking_strategy": row.chunking_strategy,
+    }
+
+
+def file_batch(row: tables.VectorStoreFileBatch, file_counts: dict[str, int]) -> dict[str, Any]:
+    if file_counts["in_progress"]:
+        status = "in_progress"
+    elif row.cancelled_at is not None:
+        status = "cancelled"
+    elif file_counts["total"] and file_counts["failed"] == file_counts["total"]:
+        status = "failed"
+    else:
+        status = "completed"
+    return {
+        "id": row.id,
+        "object": "vector_store.files_batch",
+        "created_at": row.created_at,
+        "vector_store_id": row.vector_store_id,
+        "status": status,
+        "file_counts": file_counts,
+    }
+
+
+def search_result(hit: Hit) -> dict[str, Any]:
+    return {
+        "file_id": hit.file_id,
+        "filename": hit.filename,
+        "score": hit.score,
+        "attributes": hit.attributes,
+        "content": [{"type": "text", "text": hit.text}],
     }

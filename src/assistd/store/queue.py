@@ -1,7 +1,8 @@
-"""The run queue: runs are jobs, taken by workers under a lease (owner + expiry, renewed by heartbeat).
+"""The job queues: runs, and vector store files to ingest, taken by workers under a lease (owner + expiry,
+renewed by heartbeat).
 
-This is the one place that reads runs across projects: a worker serves every project. A claim is a guarded
-UPDATE, so among any number of workers (threads or processes) exactly one gets a given run. A run whose
+This is the one place that reads jobs across projects: a worker serves every project. A claim is a guarded
+UPDATE, so among any number of workers (threads or processes) exactly one gets a given job. A job whose
 worker died keeps its status but its lease runs out, and the next claim takes it over.
 """
 
@@ -77,3 +78,55 @@ class RunQueue:
                 select(tables.Run).where(tables.Run.status == "requires_action", tables.Run.expires_at < now)
             )
             return list(rows.all())
+
+
+class IngestQueue:
+    """Vector store files waiting to be ingested (`in_progress` with no live lease)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def _job(self, job: tables.VectorStoreFile):
+        return (tables.VectorStoreFile.vector_store_id == job.vector_store_id, tables.VectorStoreFile.id == job.id)
+
+    async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
+        async with self.db.read() as session:
+            candidate = await session.scalar(
+                select(tables.VectorStoreFile)
+                .where(
+                    tables.VectorStoreFile.status == "in_progress",
+                    or_(
+                        tables.VectorStoreFile.lease_expires_at.is_(None), tables.VectorStoreFile.lease_expires_at < now
+                    ),
+                )
+                .order_by(tables.VectorStoreFile.created_at)
+                .limit(1)
+            )
+        if candidate is None:
+            return None
+        async with self.db.write() as session:
+            taken = await session.execute(
+                update(tables.VectorStoreFile)
+                .where(
+                    *self._job(candidate),
+                    tables.VectorStoreFile.status == "in_progress",
+                    or_(
+                        tables.VectorStoreFile.lease_expires_at.is_(None), tables.VectorStoreFile.lease_expires_at < now
+                    ),
+                )
+                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
+            )
+            if taken.rowcount != 1:
+                return None
+            return await session.get(
+                tables.VectorStoreFile, (candidate.vector_store_id, candidate.id), populate_existing=True
+            )
+
+    async def renew(self, job: tables.VectorStoreFile, worker_id: str, until: float) -> bool:
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(tables.VectorStoreFile)
+                .where(*self._job(job), tables.VectorStoreFile.lease_owner == worker_id)
+                .values(lease_expires_at=until)
+            )
+            return result.rowcount == 1

@@ -267,7 +267,7 @@ class VectorStoreFileRepository(ScopedRepository[tables.VectorStoreFile]):
         await ChunkRepository(self.session, self.project_id).remove_file(store_id, file_id)
         return await self.delete(file_id, tables.VectorStoreFile.vector_store_id == store_id)
 
-    async def cancel_batch(self, store_id: str, batch_id: str, moment: int) -> None:
+    async def cancel_batch(self, store_id: str, batch_id: str) -> None:
         await self.session.execute(
             update(tables.VectorStoreFile)
             .where(

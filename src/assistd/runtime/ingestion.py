@@ -1,0 +1,126 @@
+"""One vector store file, from claimed to `completed` or `failed`: read its bytes, prepare its chunks (parse,
+chunk, embed) and write them with the file's new status in one transaction.
+
+The write is guarded: it lands only while the file is still `in_progress` under this worker's lease, so a
+file cancelled, removed or taken over meanwhile keeps no chunks from this attempt. A lease renews on its own
+clock while the work goes on; a file whose worker died is taken over when the lease runs out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import update
+
+from assistd.engines.base import EmbeddingEngine
+from assistd.retrieval.chunking import TokenChunker
+from assistd.retrieval.ingest import prepare
+from assistd.retrieval.parsing import InvalidFile, UnsupportedFile
+from assistd.store import tables
+from assistd.store.blobs import BlobStore
+from assistd.store.database import Database
+from assistd.store.queue import IngestQueue
+from assistd.store.repositories import ChunkRepository, FileRepository
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+class Ingestor:
+    def __init__(
+        self, db: Database, blobs: BlobStore, embedder: EmbeddingEngine, chunker: TokenChunker, lease_seconds: float
+    ) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.embedder = embedder
+        self.chunker = chunker
+        self.lease_seconds = lease_seconds
+        self.queue = IngestQueue(db)
+
+    async def ingest(self, job: tables.VectorStoreFile, worker_id: str) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(job, worker_id, asyncio.current_task()))
+        try:
+            await self._ingest(job, worker_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("ingesting %s into %s failed", job.id, job.vector_store_id)
+            await self._finish(job, worker_id, "failed", _error("server_error", "The file could not be processed."))
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _ingest(self, job: tables.VectorStoreFile, worker_id: str) -> None:
+        if job.attempts > MAX_ATTEMPTS:
+            message = "Processing the file was interrupted too many times."
+            await self._finish(job, worker_id, "failed", _error("server_error", message))
+            return
+        async with self.db.read() as session:
+            file = await FileRepository(session, job.project_id).get(job.id)
+        if file is None:  # deleted meanwhile; its place in the store went with it
+            return
+        try:
+            data = await asyncio.to_thread(self.blobs.read, job.project_id, job.id)
+            chunks = await prepare(file.filename, data, job.chunking_strategy, self.chunker, self.embedder)
+        except FileNotFoundError:
+            await self._finish(job, worker_id, "failed", _error("server_error", "The file's bytes are missing."))
+            return
+        except UnsupportedFile as exc:
+            await self._finish(job, worker_id, "failed", _error("unsupported_file", str(exc)))
+            return
+        except InvalidFile as exc:
+            await self._finish(job, worker_id, "failed", _error("invalid_file", str(exc)))
+            return
+        rows = [
+            tables.Chunk(position=i, text=chunk.text, tokens=chunk.tokens, embedding=chunk.embedding)
+            for i, chunk in enumerate(chunks)
+        ]
+        usage = sum(len(row.text.encode()) + len(row.embedding) for row in rows)
+        await self._finish(job, worker_id, "completed", None, rows, usage)
+        log.info("ingested %s into %s: %d chunks", job.id, job.vector_store_id, len(rows))
+
+    async def _finish(
+        self,
+        job: tables.VectorStoreFile,
+        worker_id: str,
+        status: str,
+        error: dict[str, Any] | None,
+        rows: list[tables.Chunk] | None = None,
+        usage_bytes: int = 0,
+    ) -> None:
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(tables.VectorStoreFile)
+                .where(
+                    tables.VectorStoreFile.vector_store_id == job.vector_store_id,
+                    tables.VectorStoreFile.id == job.id,
+                    tables.VectorStoreFile.status == "in_progress",
+                    tables.VectorStoreFile.lease_owner == worker_id,
+                )
+                .values(
+                    status=status, last_error=error, usage_bytes=usage_bytes, lease_owner=None, lease_expires_at=None
+                )
+            )
+            if result.rowcount != 1:
+                return  # cancelled, removed or taken over meanwhile: leave it as it is now
+            if rows is not None:
+                await ChunkRepository(session, job.project_id).replace_file(job.vector_store_id, job.id, rows)
+
+    async def _heartbeat(self, job: tables.VectorStoreFile, worker_id: str, work: asyncio.Task[Any] | None) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not await self.queue.renew(job, worker_id, time.time() + self.lease_seconds):
+                log.warning("lost the lease on %s in %s; stopping", job.id, job.vector_store_id)
+                if work is not None:
+                    work.cancel()
+                return
+
+
+def _error(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "message": message}

@@ -1,0 +1,105 @@
+"""Files: upload (bytes to the blob store, then the row), list, retrieve, download, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
+from assistd.schemas.files import PURPOSES, FileExpiresAfter
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.services.idempotency import remember, replayed
+from assistd.services.principal import Principal
+from assistd.store import tables
+from assistd.store.blobs import BlobStore
+from assistd.store.database import Database
+from assistd.store.ids import new_id
+from assistd.store.pagination import Page, PageRequest
+from assistd.store.repositories import FileRepository
+
+MAX_FILENAME = 512
+
+
+class FileService:
+    def __init__(self, db: Database, blobs: BlobStore, max_upload_bytes: int) -> None:
+        self.db = db
+        self.blobs = blobs
+        self.max_upload_bytes = max_upload_bytes
+
+    async def create(
+        self,
+        principal: Principal,
+        filename: str,
+        content: BinaryIO,
+        purpose: str,
+        expires_after: FileExpiresAfter | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Store an upload. The bytes are on disk (flushed) before the row that makes the file visible."""
+        if purpose not in PURPOSES:
+            raise InvalidRequest(
+                f"Invalid 'purpose': expected one of {', '.join(PURPOSES)}.", param="purpose", code="invalid_value"
+            )
+        filename = Path(filename.replace("\\", "/")).name.strip()
+        if not filename or len(filename) > MAX_FILENAME:
+            raise InvalidRequest(f"The file needs a name of 1 to {MAX_FILENAME} characters.", param="file")
+        size = content.seek(0, 2)
+        if size == 0:
+            raise InvalidRequest("The file is empty.", param="file", code="empty_file")
+        if size > self.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"The file is {size} bytes; the largest accepted is {self.max_upload_bytes}.",
+                param="file",
+                code="file_too_large",
+            )
+        created = now()
+        row = tables.File(
+            id=new_id("file"),
+            created_at=created,
+            filename=filename,
+            purpose=purpose,
+            expires_at=created + expires_after.seconds if expires_after else None,
+        )
+        row.bytes, row.sha256 = await self.blobs.save(principal.project_id, row.id, content)
+        stored = False
+        try:
+            async with self.db.write() as session:
+                files = FileRepository(session, principal.project_id)
+                if (earlier := await replayed(session, idempotency_key, files)) is not None:
+                    return wire.file(earlier)
+                await files.add(row)
+                await remember(session, idempotency_key, principal.project_id, row)
+            stored = True
+        finally:
+            if not stored:  # a replay or a failed insert: the copy just written belongs to nothing
+                await self.blobs.delete(principal.project_id, row.id)
+        return wire.file(row)
+
+    async def list(self, principal: Principal, request: PageRequest, purpose: str | None) -> Page[dict[str, Any]]:
+        conditions = [tables.File.purpose == purpose] if purpose else []
+        async with self.db.read() as session:
+            page = await FileRepository(session, principal.project_id).page(request, *conditions)
+        return Page([wire.file(row) for row in page.items], page.has_more)
+
+    async def get(self, principal: Principal, file_id: str) -> tables.File:
+        async with self.db.read() as session:
+            row = await FileRepository(session, principal.project_id).get(file_id)
+        if row is None:
+            raise NotFound.for_object("file", file_id)
+        return row
+
+    async def retrieve(self, principal: Principal, file_id: str) -> dict[str, Any]:
+        return wire.file(await self.get(principal, file_id))
+
+    async def content_path(self, principal: Principal, file_id: str) -> tuple[tables.File, Path]:
+        row = await self.get(principal, file_id)
+        return row, self.blobs.path(principal.project_id, row.id)
+
+    async def delete(self, principal: Principal, file_id: str) -> dict[str, Any]:
+        """Delete the file, its chunks in every vector store and its place in them, then its bytes."""
+        async with self.db.write() as session:
+            if not await FileRepository(session, principal.project_id).delete(file_id):
+                raise NotFound.for_object("file", file_id)
+        await self.blobs.delete(principal.project_id, file_id)
+        return {"id": file_id, "object": "file", "deleted": True}
