@@ -14,6 +14,7 @@ import pytest
 from tests.server import ServerProcess, run_cli
 
 ERROR_FIELDS = {"message", "type", "param", "code"}
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # the session server's upload limit
 
 
 def assert_error_shape(response: httpx.Response) -> dict:
@@ -72,7 +73,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     project_b = run_cli(data_dir, "projects", "create", "beta").strip()
     key_a = run_cli(data_dir, "keys", "create", "--project", "alpha").strip()
     key_b = run_cli(data_dir, "keys", "create", "--project", project_b).strip()
-    server = ServerProcess(data_dir, max_body_bytes=str(1024 * 1024)).start()
+    server = ServerProcess(data_dir, max_body_bytes=str(1024 * 1024), max_upload_bytes=str(MAX_UPLOAD_BYTES)).start()
     try:
         yield Env(server=server, key_a=key_a, key_b=key_b, project_a=project_a, project_b=project_b)
     finally:
