@@ -22,6 +22,7 @@ from assistd.services.clock import now
 from assistd.services.container import Services
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
+from assistd.tools.file_search import FileSearch
 
 UPLOAD_FRAMING_BYTES = 64 * 1024
 
@@ -40,11 +41,16 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         models = registry or load_registry(settings)
         db = Database(settings.resolved_database_url)
         bus = EventBus()
-        executor = RunExecutor(
-            db, models, bus, ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds)
-        )
         blobs = BlobStore(settings.resolved_files_dir)
         embedder = models.embedding(settings.embedding_model)
+        retriever = Retriever(db, embedder)
+        executor = RunExecutor(
+            db,
+            models,
+            bus,
+            ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds),
+            FileSearch(db, retriever),
+        )
         ingestor = Ingestor(db, blobs, embedder, TokenChunker(), settings.run_lease_seconds)
         worker = Worker(
             executor,
@@ -53,7 +59,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             ingest_concurrency=settings.ingest_concurrency,
             lease_seconds=settings.run_lease_seconds,
         )
-        app.state.services = Services.build(db, settings, models, bus, blobs, Retriever(db, embedder), worker.wake)
+        app.state.services = Services.build(db, settings, models, bus, blobs, retriever, worker.wake)
         worker.start()
         try:
             yield

@@ -115,7 +115,7 @@ async def list_run_steps(
     page: Annotated[PageRequest, Depends(page_params("step"))],
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
-    return list_envelope(await services.runs.list_steps(caller, thread_id, run_id, page))
+    return list_envelope(await services.runs.list_steps(caller, thread_id, run_id, page, include or ()))
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
@@ -127,4 +127,4 @@ async def retrieve_run_step(
     services: ServicesDep,
     include: Annotated[list[str] | None, Query(alias="include[]")] = None,
 ) -> dict[str, Any]:
-    return await services.runs.retrieve_step(caller, thread_id, run_id, step_id)
+    return await services.runs.retrieve_step(caller, thread_id, run_id, step_id, include or ())

@@ -6,34 +6,22 @@ The `chunks_fts` table is an external-content index of `chunks.text` kept in ste
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistd.retrieval.words import content_words, words
+
 MAX_QUERY_TERMS = 64
-_WORD = re.compile(r"\w+", re.UNICODE)
-# words too common to rank by; BM25 would weigh them little anyway, but they make the match set huge
-_STOPWORD_TEXT = """
-a an and are as at be but by can could did do does for from had has have how i if in into is it its me my no not
-of on or our so than that the their them then there these they this to was we were what when where which who why
-will with would you your
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def match_expression(query: str) -> str | None:
     """An FTS5 MATCH expression for a free-text query (each word quoted, joined by OR), or None if it has no words."""
-    words: list[str] = []
-    for word in _WORD.findall(query.lower()):
-        if word not in STOPWORDS and word not in words:
-            words.append(word)
-    if not words:
-        words = list(dict.fromkeys(_WORD.findall(query.lower())))
-    if not words:
+    terms = content_words(query) or list(dict.fromkeys(words(query)))
+    if not terms:
         return None
-    return " OR ".join(f'"{word}"' for word in words[:MAX_QUERY_TERMS])
+    return " OR ".join(f'"{term}"' for term in terms[:MAX_QUERY_TERMS])
 
 
 class SqliteTextIndex:

@@ -20,6 +20,7 @@ from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
+from assistd.retrieval.search import Hit
 from assistd.runtime import states
 from assistd.runtime.events import EventBus
 from assistd.services import wire
@@ -29,12 +30,15 @@ from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
+from assistd.tools import file_search
+from assistd.tools.file_search import FileSearch
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 ANSWER_ROOM_TOKENS = 512  # kept free for the answer when old messages must go
 CHECK_INTERVAL_SECONDS = 0.25
+PASSAGE_CHARS_PER_CONTEXT_TOKEN = 2  # file_search passages may take about half the context (~4 chars a token)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,30 @@ class LeaseLost(Exception):
     """Another worker took the run over: stop touching it."""
 
 
+def _text_of(message: tables.Message) -> str:
+    return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
+
+
+def _text_delta(message_id: str, text: str, annotations: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A thread.message.delta event adding `text` (and the annotations that point into it) to the message."""
+    return {
+        "id": message_id,
+        "object": "thread.message.delta",
+        "delta": {
+            "content": [
+                {
+                    "index": 0,
+                    "type": "text",
+                    "text": {
+                        "value": text,
+                        "annotations": [{"index": i, **a} for i, a in enumerate(annotations or [])],
+                    },
+                }
+            ]
+        },
+    }
+
+
 def _usage(usage: Usage) -> dict[str, int]:
     return {
         "prompt_tokens": usage.prompt_tokens,
@@ -56,11 +84,19 @@ def _usage(usage: Usage) -> dict[str, int]:
 
 
 class RunExecutor:
-    def __init__(self, db: Database, registry: ModelRegistry, bus: EventBus, settings: ExecutorSettings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        registry: ModelRegistry,
+        bus: EventBus,
+        settings: ExecutorSettings,
+        file_search: FileSearch | None = None,
+    ) -> None:
         self.db = db
         self.registry = registry
         self.bus = bus
         self.settings = settings
+        self.file_search = file_search
         self.queue = RunQueue(db)
 
     # -- state changes ----------------------------------------------------------------------------------
@@ -127,14 +163,60 @@ class RunExecutor:
             run = moved
         try:
             engine = self.registry.text(run.model)
-            request = await self._fit(run, engine, await self._request(run))
+            hits = await self._search_files(run)
+            request = await self._fit(run, engine, await self._request(run, engine, hits))
         except AssistdError as exc:
             await self._fail(run, "invalid_prompt", exc.message)
             return
         if request is None:
             await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
             return
-        await self._generate(run, lost, engine, request)
+        await self._generate(run, lost, engine, request, hits)
+
+    async def _search_files(self, run: tables.Run) -> list[Hit] | None:
+        """Run the file_search tool once per run (a resumed run reuses its results); None without the tool."""
+        settings = file_search.options(run.tools)
+        if settings is None or self.file_search is None:
+            return None
+        async with self.db.read() as session:
+            steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+            last_user = await session.scalar(
+                select(tables.Message)
+                .where(
+                    tables.Message.project_id == run.project_id,
+                    tables.Message.thread_id == run.thread_id,
+                    tables.Message.role == "user",
+                )
+                .order_by(tables.Message.id.desc())
+                .limit(1)
+            )
+        for step in steps:
+            for call in step.step_details.get("tool_calls", []) if step.type == "tool_calls" else []:
+                if call["type"] == "file_search":
+                    return file_search.hits_of(call)
+        hits = await self.file_search.search(run, settings, _text_of(last_user) if last_user else "")
+        if hits is None:
+            return None
+        threshold = (settings.get("ranking_options") or {}).get("score_threshold") or 0.0
+        created = now()
+        step = tables.RunStep(
+            id=new_id("step"),
+            run_id=run.id,
+            thread_id=run.thread_id,
+            assistant_id=run.assistant_id,
+            created_at=created,
+            type="tool_calls",
+            status="completed",
+            completed_at=created,
+            metadata_={},
+            step_details={"type": "tool_calls", "tool_calls": [file_search.tool_call(new_id("call"), hits, threshold)]},
+        )
+        async with self.db.write() as session:
+            await RunStepRepository(session, run.project_id).add(step)
+        shown = wire.run_step(step)
+        self.bus.publish(run.id, "thread.run.step.created", {**shown, "status": "in_progress", "completed_at": None})
+        self.bus.publish(run.id, "thread.run.step.completed", shown)
+        return hits
 
     async def _fit(self, run: tables.Run, engine: Any, request: GenerationRequest) -> GenerationRequest | None:
         """Drop the oldest messages (never the instructions, never the last message) until the prompt fits the
@@ -156,7 +238,7 @@ class RunExecutor:
             return None
         return replace(request, messages=messages)
 
-    async def _request(self, run: tables.Run) -> GenerationRequest:
+    async def _request(self, run: tables.Run, engine: Any, hits: list[Hit] | None) -> GenerationRequest:
         async with self.db.read() as session:
             messages = list(
                 (
@@ -171,15 +253,18 @@ class RunExecutor:
         if run.truncation_strategy.get("type") == "last_messages" and run.truncation_strategy.get("last_messages"):
             messages = messages[-run.truncation_strategy["last_messages"] :]
         conversation: list[dict[str, Any]] = []
-        if run.instructions:
-            conversation.append({"role": "system", "content": run.instructions})
+        system = run.instructions
+        if hits is not None:
+            room = engine.context_length * PASSAGE_CHARS_PER_CONTEXT_TOKEN if engine.context_length else None
+            system = "\n\n".join(part for part in (system, file_search.passages_prompt(hits, room)) if part)
+        if system:
+            conversation.append({"role": "system", "content": system})
         for message in messages:
-            text = "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
-            conversation.append({"role": message.role, "content": text})
+            conversation.append({"role": message.role, "content": _text_of(message)})
         for step in steps:
-            if step.type != "tool_calls":
+            calls = [c for c in step.step_details.get("tool_calls", []) if c["type"] == "function"]
+            if step.type != "tool_calls" or not calls:
                 continue
-            calls = step.step_details["tool_calls"]
             conversation.append(
                 {
                     "role": "assistant",
@@ -201,7 +286,7 @@ class RunExecutor:
         functions = [tool for tool in run.tools if tool.get("type") == "function"]
         tool_choice = run.tool_choice
         if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
-            tool_choice = "auto"  # a hosted tool (file_search, code_interpreter) forced: not served yet
+            tool_choice = "auto"  # a hosted tool forced: file_search has run already; code_interpreter is not served
         if steps and steps[-1].type == "tool_calls" and tool_choice == "required":
             tool_choice = "auto"  # after the outputs, the model may answer
         response_format = run.response_format if run.response_format not in (None, "auto") else None
@@ -216,7 +301,9 @@ class RunExecutor:
             response_format=response_format,
         )
 
-    async def _generate(self, run: tables.Run, lost: asyncio.Event, engine: Any, request: GenerationRequest) -> None:
+    async def _generate(
+        self, run: tables.Run, lost: asyncio.Event, engine: Any, request: GenerationRequest, hits: list[Hit] | None
+    ) -> None:
         message: tables.Message | None = None
         step: tables.RunStep | None = None
         text, finish, usage = "", "stop", Usage(0, 0)
@@ -228,19 +315,7 @@ class RunExecutor:
                     if message is None:
                         message, step = await self._open_message(run)
                     text += chunk.text
-                    self.bus.publish(
-                        run.id,
-                        "thread.message.delta",
-                        {
-                            "id": message.id,
-                            "object": "thread.message.delta",
-                            "delta": {
-                                "content": [
-                                    {"index": 0, "type": "text", "text": {"value": chunk.text, "annotations": []}}
-                                ]
-                            },
-                        },
-                    )
+                    self.bus.publish(run.id, "thread.message.delta", _text_delta(message.id, chunk.text))
                 for delta in chunk.tool_calls:
                     call = calls.setdefault(
                         delta.index,
@@ -280,7 +355,14 @@ class RunExecutor:
         cut_off = finish == "length" and run.max_completion_tokens is not None
         if message is None:
             message, step = await self._open_message(run)
-        await self._close_message(run, message, step, text, usage, incomplete="max_tokens" if cut_off else None)
+        annotations: list[dict[str, Any]] = []
+        if hits and (citation := file_search.cite(text, hits)) is not None:
+            annotations = citation.annotations
+            self.bus.publish(run.id, "thread.message.delta", _text_delta(message.id, citation.marker, annotations))
+            text += citation.marker
+        await self._close_message(
+            run, message, step, text, usage, incomplete="max_tokens" if cut_off else None, annotations=annotations
+        )
         if cut_off:
             await self._move(
                 run,
@@ -338,11 +420,12 @@ class RunExecutor:
         *,
         incomplete: str | None = None,
         step_status: str = "completed",
+        annotations: list[dict[str, Any]] | None = None,
     ) -> None:
         finished = now()
         async with self.db.write() as session:
             message = await MessageRepository(session, run.project_id).get(message.id) or message
-            message.content = [{"type": "text", "text": {"value": text, "annotations": []}}]
+            message.content = [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
             if incomplete:
                 message.status, message.incomplete_at = "incomplete", finished
                 message.incomplete_details = {"reason": incomplete}

@@ -7,7 +7,7 @@ the events subscribes to the bus before the run is committed, so it cannot miss 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -271,17 +271,19 @@ class RunService:
     # -- steps ------------------------------------------------------------------------------------------
 
     async def list_steps(
-        self, principal: Principal, thread_id: str, run_id: str, request: PageRequest
+        self, principal: Principal, thread_id: str, run_id: str, request: PageRequest, include: Sequence[str] = ()
     ) -> Page[dict[str, Any]]:
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
             page = await RunStepRepository(session, principal.project_id).page(request, tables.RunStep.run_id == run_id)
-        return Page([wire.run_step(row) for row in page.items], page.has_more)
+        return Page([wire.run_step(row, include) for row in page.items], page.has_more)
 
-    async def retrieve_step(self, principal: Principal, thread_id: str, run_id: str, step_id: str) -> dict[str, Any]:
+    async def retrieve_step(
+        self, principal: Principal, thread_id: str, run_id: str, step_id: str, include: Sequence[str] = ()
+    ) -> dict[str, Any]:
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
             step = await RunStepRepository(session, principal.project_id).get(step_id, tables.RunStep.run_id == run_id)
         if step is None:
             raise NotFound.for_object("run step", step_id)
-        return wire.run_step(step)
+        return wire.run_step(step, include)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from assistd.retrieval.search import Hit
@@ -93,7 +94,17 @@ def run(row: tables.Run) -> dict[str, Any]:
     }
 
 
-def run_step(row: tables.RunStep) -> dict[str, Any]:
+SEARCH_CONTENT = "step_details.tool_calls[*].file_search.results[*].content"
+
+
+def run_step(row: tables.RunStep, include: Sequence[str] = ()) -> dict[str, Any]:
+    """A run step; file_search results carry their passages only when `include` asks for SEARCH_CONTENT."""
+    details = row.step_details
+    if SEARCH_CONTENT not in include and any(c.get("type") == "file_search" for c in details.get("tool_calls", [])):
+        details = {
+            **details,
+            "tool_calls": [_without_search_content(call) for call in details["tool_calls"]],
+        }
     return {
         "id": row.id,
         "object": "thread.run.step",
@@ -108,10 +119,18 @@ def run_step(row: tables.RunStep) -> dict[str, Any]:
         "expired_at": row.expired_at,
         "failed_at": row.failed_at,
         "last_error": row.last_error,
-        "step_details": row.step_details,
+        "step_details": details,
         "usage": row.usage,
         "metadata": row.metadata_,
     }
+
+
+def _without_search_content(call: dict[str, Any]) -> dict[str, Any]:
+    if call.get("type") != "file_search":
+        return call
+    search = call["file_search"]
+    results = [{k: v for k, v in result.items() if k != "content"} for result in search.get("results", [])]
+    return {**call, "file_search": {**search, "results": results}}
 
 
 def file(row: tables.File) -> dict[str, Any]:

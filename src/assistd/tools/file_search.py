@@ -1,0 +1,190 @@
+"""The file_search tool of runs: search the assistant's and the thread's vector stores for the latest user
+message, give the model the passages, and cite the files the answer draws on.
+
+Search happens before generation, whenever the run has the tool and vector stores to search (small models
+cannot be trusted to decide to call it). Citations are found after generation by word overlap between the
+answer and each passage, so a file is cited only when the answer actually repeats what it says, and an answer
+that says the knowledge base has nothing gets no citation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from assistd.retrieval.search import Hit, Retriever
+from assistd.retrieval.words import content_words
+from assistd.services import wire
+from assistd.services.clock import now
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.repositories import ThreadRepository, VectorStoreFileRepository, VectorStoreRepository
+
+DEFAULT_MAX_RESULTS = 10
+INGESTION_WAIT_SECONDS = 120.0
+INGESTION_POLL_SECONDS = 0.2
+CITE_MIN_SHARED_WORDS = 2
+CITE_MIN_SUPPORT = 0.5  # share of the answer's content words found in the passage
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+
+PASSAGES_INTRO = (
+    "Answer from the following excerpts of the user's files. If they do not contain the answer, say that the "
+    "files do not say."
+)
+
+
+@dataclass(frozen=True)
+class Citation:
+    marker: str  # the text appended to the answer, e.g. " 【0†faq.md】"
+    annotations: list[dict[str, Any]]
+
+
+def options(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run's file_search tool settings, or None when the run has no file_search tool."""
+    for tool in tools:
+        if tool.get("type") == "file_search":
+            return tool.get("file_search") or {}
+    return None
+
+
+def store_ids(*tool_resources: dict[str, Any] | None) -> list[str]:
+    """Vector store ids named by tool_resources (assistant's first, then thread's), without repeats."""
+    found: list[str] = []
+    for resources in tool_resources:
+        for store_id in ((resources or {}).get("file_search") or {}).get("vector_store_ids") or []:
+            if store_id not in found:
+                found.append(store_id)
+    return found
+
+
+def tool_call(call_id: str, hits: list[Hit], score_threshold: float) -> dict[str, Any]:
+    """The run step's file_search tool call, with its results (content is shown only when asked for)."""
+    return {
+        "id": call_id,
+        "type": "file_search",
+        "file_search": {
+            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": score_threshold},
+            "results": [
+                {
+                    "file_id": hit.file_id,
+                    "file_name": hit.filename,
+                    "score": hit.score,
+                    "content": [{"type": "text", "text": hit.text}],
+                }
+                for hit in hits
+            ],
+        },
+    }
+
+
+def hits_of(call: dict[str, Any]) -> list[Hit]:
+    """The hits a stored file_search tool call holds (to resume a run without searching again)."""
+    return [
+        Hit(
+            chunk_id=0,
+            vector_store_id="",
+            file_id=result["file_id"],
+            filename=result["file_name"],
+            text="".join(part.get("text") or "" for part in result.get("content") or []),
+            score=result["score"],
+            attributes={},
+        )
+        for result in call["file_search"]["results"]
+    ]
+
+
+def passages_prompt(hits: list[Hit], max_chars: int) -> str:
+    """The excerpts for the model, best first, as many as fit in `max_chars`."""
+    parts = [PASSAGES_INTRO]
+    used = len(PASSAGES_INTRO)
+    for index, hit in enumerate(hits):
+        part = f"[{index}] {hit.filename}:\n{hit.text.strip()}"
+        if used + len(part) > max_chars and len(parts) > 1:
+            break
+        parts.append(part[: max(0, max_chars - used)])
+        used += len(part)
+    return "\n\n".join(parts)
+
+
+def _words(text: str) -> set[str]:
+    return {word for word in content_words(text) if len(word) > 2 or word.isdigit()}
+
+
+def cite(answer: str, hits: list[Hit]) -> Citation | None:
+    """Citations for the files whose passages support `answer`, as markers to append and their annotations."""
+    answer_words = _words(answer)
+    if not answer_words:
+        return None
+    marker = ""
+    annotations: list[dict[str, Any]] = []
+    cited: set[str] = set()
+    for index, hit in enumerate(hits):
+        shared = answer_words & _words(hit.text)
+        if hit.file_id in cited or len(shared) < CITE_MIN_SHARED_WORDS:
+            continue
+        if len(shared) / len(answer_words) < CITE_MIN_SUPPORT:
+            continue
+        cited.add(hit.file_id)
+        text = f"【{index}†{hit.filename}】"
+        start = len(answer) + len(marker) + 1
+        marker += " " + text
+        annotations.append(
+            {
+                "type": "file_citation",
+                "text": text,
+                "start_index": start,
+                "end_index": start + len(text),
+                "file_citation": {"file_id": hit.file_id, "quote": _best_sentence(hit.text, answer_words)},
+            }
+        )
+    return Citation(marker, annotations) if annotations else None
+
+
+def _best_sentence(text: str, answer_words: set[str]) -> str:
+    sentences = [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    return max(sentences, key=lambda s: len(_words(s) & answer_words), default=text.strip())[:500]
+
+
+class FileSearch:
+    """Runs the search for a run: resolves its stores, waits for their files to be ingested, searches."""
+
+    def __init__(self, db: Database, retriever: Retriever) -> None:
+        self.db = db
+        self.retriever = retriever
+
+    async def search(self, run: tables.Run, settings: dict[str, Any], query: str) -> list[Hit] | None:
+        """The passages for `query`, best first; None when neither the assistant nor the thread has a store."""
+        async with self.db.read() as session:
+            thread = await ThreadRepository(session, run.project_id).get(run.thread_id)
+        wanted = store_ids(run.tool_resources, thread.tool_resources if thread else None)
+        if not wanted:
+            return None
+        if not query.strip():
+            return []
+        stores = await self._ready_stores(run.project_id, wanted)
+        ranking = settings.get("ranking_options") or {}
+        return await self.retriever.search(
+            run.project_id,
+            stores,
+            query,
+            max_results=settings.get("max_num_results") or DEFAULT_MAX_RESULTS,
+            score_threshold=ranking.get("score_threshold") or 0.0,
+        )
+
+    async def _ready_stores(self, project_id: str, wanted: list[str]) -> list[tables.VectorStore]:
+        """The project's live stores among `wanted`, once none has files still being ingested (or the wait ends)."""
+        deadline = time.monotonic() + INGESTION_WAIT_SECONDS
+        while True:
+            moment = now()
+            async with self.db.write() as session:
+                found = await VectorStoreRepository(session, project_id).get_many(wanted)
+                stores = [s for s in found if (wire.vector_store_expires_at(s) or moment + 1) > moment]
+                await VectorStoreRepository(session, project_id).touch([s.id for s in stores], moment)
+                files = VectorStoreFileRepository(session, project_id)
+                busy = [s for s in stores if (await files.counts(s.id))["in_progress"]]
+            if not busy or time.monotonic() >= deadline:
+                return stores
+            await asyncio.sleep(INGESTION_POLL_SECONDS)
