@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -82,8 +82,46 @@ class CodeInterpreterResources(RequestModel):
     file_ids: Annotated[list[ObjectId], Field(max_length=20)] = []
 
 
+class StaticChunking(RequestModel):
+    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
+    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _overlap_at_most_half(self) -> StaticChunking:
+        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
+            raise ValueError("chunk_overlap_tokens must not exceed half of max_chunk_size_tokens")
+        return self
+
+
+class AutoChunkingStrategy(RequestModel):
+    type: Literal["auto"]
+
+
+class StaticChunkingStrategy(RequestModel):
+    type: Literal["static"]
+    static: StaticChunking
+
+
+ChunkingStrategy = Annotated[AutoChunkingStrategy | StaticChunkingStrategy, Field(discriminator="type")]
+
+
+class NewVectorStore(RequestModel):
+    """A vector store to create along with an assistant or thread (`tool_resources.file_search.vector_stores`)."""
+
+    file_ids: Annotated[list[ObjectId], Field(max_length=10_000)] = []
+    chunking_strategy: ChunkingStrategy | None = None
+    metadata: Metadata = None
+
+
 class FileSearchResources(RequestModel):
     vector_store_ids: Annotated[list[ObjectId], Field(max_length=1)] = []
+    vector_stores: Annotated[list[NewVectorStore], Field(max_length=1)] = []
+
+    @model_validator(mode="after")
+    def _one_store(self) -> FileSearchResources:
+        if self.vector_store_ids and self.vector_stores:
+            raise ValueError("give vector_store_ids or vector_stores, not both (one vector store at most)")
+        return self
 
 
 class ToolResources(RequestModel):

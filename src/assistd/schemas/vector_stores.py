@@ -6,35 +6,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
-from assistd.schemas.common import Description, Metadata, ObjectId, RequestModel
+from assistd.schemas.common import (
+    AutoChunkingStrategy,
+    ChunkingStrategy,
+    Description,
+    Metadata,
+    ObjectId,
+    RequestModel,
+    StaticChunkingStrategy,
+)
 
 MAX_ATTRIBUTES = 16
 MAX_FILES_PER_REQUEST = 2000
 AUTO_CHUNK_TOKENS = 800
 AUTO_OVERLAP_TOKENS = 400
-
-
-class StaticChunking(RequestModel):
-    max_chunk_size_tokens: Annotated[int, Field(ge=100, le=4096)]
-    chunk_overlap_tokens: Annotated[int, Field(ge=0)]
-
-    @model_validator(mode="after")
-    def _overlap_at_most_half(self) -> StaticChunking:
-        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
-            raise ValueError("chunk_overlap_tokens must not exceed half of max_chunk_size_tokens")
-        return self
-
-
-class AutoChunkingStrategy(RequestModel):
-    type: Literal["auto"]
-
-
-class StaticChunkingStrategy(RequestModel):
-    type: Literal["static"]
-    static: StaticChunking
-
-
-ChunkingStrategy = Annotated[AutoChunkingStrategy | StaticChunkingStrategy, Field(discriminator="type")]
 
 
 def resolve_chunking(strategy: AutoChunkingStrategy | StaticChunkingStrategy | None) -> dict[str, Any]:

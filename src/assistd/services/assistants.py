@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from assistd.errors import NotFound
@@ -11,6 +12,7 @@ from assistd.services.clock import now
 from assistd.services.idempotency import remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
+from assistd.services.vector_stores import resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
@@ -19,8 +21,9 @@ from assistd.store.repositories import AssistantRepository
 
 
 class AssistantService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
+        self.wake = wake
 
     async def create(
         self, principal: Principal, body: AssistantCreate, idempotency_key: str | None = None
@@ -33,7 +36,7 @@ class AssistantService:
             description=body.description,
             instructions=body.instructions,
             tools=to_stored(body.tools),
-            tool_resources=to_stored(body.tool_resources),
+            tool_resources=None,
             metadata_=body.metadata or {},
             temperature=body.temperature,
             top_p=body.top_p,
@@ -44,8 +47,10 @@ class AssistantService:
             assistants = AssistantRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, assistants)) is not None:
                 return wire.assistant(earlier)
+            row.tool_resources = await resolve_tool_resources(session, principal.project_id, body.tool_resources)
             await assistants.add(row)
             await remember(session, idempotency_key, principal.project_id, row)
+        self.wake()
         return wire.assistant(row)
 
     async def list(self, principal: Principal, request: PageRequest) -> Page[dict[str, Any]]:
@@ -74,8 +79,11 @@ class AssistantService:
                     row.tools = to_stored(value) or []
                 elif field == "model":
                     row.model = value or row.model
+                elif field == "tool_resources":
+                    row.tool_resources = await resolve_tool_resources(session, principal.project_id, value)
                 else:
                     setattr(row, field, to_stored(value))
+        self.wake()
         return wire.assistant(row)
 
     async def delete(self, principal: Principal, assistant_id: str) -> dict[str, Any]:

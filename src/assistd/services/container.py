@@ -48,9 +48,9 @@ class Services:
         return cls(
             db=db,
             projects=ProjectService(db, auth_cache_seconds=settings.auth_cache_seconds),
-            assistants=AssistantService(db),
-            threads=ThreadService(db),
-            messages=MessageService(db),
+            assistants=AssistantService(db, wake),
+            threads=ThreadService(db, wake),
+            messages=MessageService(db, wake),
             generation=GenerationService(registry),
             runs=RunService(db, registry, bus, wake),
             files=FileService(db, blobs, settings.max_upload_bytes),

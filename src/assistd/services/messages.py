@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from assistd.services.clock import now
 from assistd.services.idempotency import remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
+from assistd.services.vector_stores import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
@@ -55,14 +57,15 @@ async def require_thread(session: AsyncSession, principal: Principal, thread_id:
 
 
 class MessageService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
+        self.wake = wake
 
     async def create(
         self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
-            await require_thread(session, principal, thread_id)
+            thread = await require_thread(session, principal, thread_id)
             messages = MessageRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, messages)) is not None:
                 return wire.message(earlier)
@@ -74,7 +77,10 @@ class MessageService:
                     code="run_active",
                 )
             row = await messages.add(new_message_row(thread_id, body, now()))
+            queued = await index_attachments(session, principal.project_id, thread, [row])
             await remember(session, idempotency_key, principal.project_id, row)
+        if queued:
+            self.wake()
         return wire.message(row)
 
     async def list(

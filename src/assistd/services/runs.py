@@ -25,6 +25,7 @@ from assistd.services.idempotency import remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
+from assistd.services.vector_stores import index_attachments, resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
@@ -96,7 +97,7 @@ class RunService:
         self, principal: Principal, thread_id: str, body: RunCreate, *, idempotency_key: str | None, stream: bool
     ) -> Started:
         async with self.db.write() as session:
-            await require_thread(session, principal, thread_id)
+            thread = await require_thread(session, principal, thread_id)
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
             assistant = await self._assistant(session, principal, body.assistant_id)
@@ -107,9 +108,10 @@ class RunService:
             await self._ensure_idle(session, principal, thread_id)
             if body.additional_messages:
                 created = now()
-                await MessageRepository(session, principal.project_id).add_many(
+                added = await MessageRepository(session, principal.project_id).add_many(
                     [new_message_row(thread_id, message, created) for message in body.additional_messages]
                 )
+                await index_attachments(session, principal.project_id, thread, added)
             started = await self._queue(session, principal, run, idempotency_key, stream, prelude=[])
         self.wake()
         return started
@@ -127,13 +129,16 @@ class RunService:
                 id=new_id("thread"),
                 created_at=created,
                 metadata_=spec.metadata or {},
-                tool_resources=to_stored(spec.tool_resources or body.tool_resources),
+                tool_resources=await resolve_tool_resources(
+                    session, principal.project_id, spec.tool_resources or body.tool_resources
+                ),
             )
             await ThreadRepository(session, principal.project_id).add(thread)
             if spec.messages:
-                await MessageRepository(session, principal.project_id).add_many(
+                added = await MessageRepository(session, principal.project_id).add_many(
                     [new_message_row(thread.id, message, created) for message in spec.messages]
                 )
+                await index_attachments(session, principal.project_id, thread, added)
             run = self._new_run(thread.id, assistant, body, _pick(body.instructions, assistant.instructions) or "")
             prelude = [Event("thread.created", wire.thread(thread))]
             started = await self._queue(session, principal, run, idempotency_key, stream, prelude=prelude)

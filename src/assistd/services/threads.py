@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from assistd.errors import NotFound
@@ -11,7 +12,7 @@ from assistd.services.clock import now
 from assistd.services.idempotency import remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
-from assistd.services.serialize import to_stored
+from assistd.services.vector_stores import index_attachments, resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
@@ -19,8 +20,9 @@ from assistd.store.repositories import MessageRepository, ThreadRepository
 
 
 class ThreadService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
+        self.wake = wake
 
     async def create(
         self, principal: Principal, body: ThreadCreate, idempotency_key: str | None = None
@@ -29,7 +31,7 @@ class ThreadService:
         thread = tables.Thread(
             id=new_id("thread"),
             created_at=created_at,
-            tool_resources=to_stored(body.tool_resources),
+            tool_resources=None,
             metadata_=body.metadata or {},
         )
         messages = [new_message_row(thread.id, message, created_at) for message in body.messages]
@@ -37,10 +39,13 @@ class ThreadService:
             threads = ThreadRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, threads)) is not None:
                 return wire.thread(earlier)
+            thread.tool_resources = await resolve_tool_resources(session, principal.project_id, body.tool_resources)
             await threads.add(thread)
             if messages:
                 await MessageRepository(session, principal.project_id).add_many(messages)
+                await index_attachments(session, principal.project_id, thread, messages)
             await remember(session, idempotency_key, principal.project_id, thread)
+        self.wake()
         return wire.thread(thread)
 
     async def retrieve(self, principal: Principal, thread_id: str) -> dict[str, Any]:
@@ -53,7 +58,8 @@ class ThreadService:
             if "metadata" in body.model_fields_set:
                 thread.metadata_ = body.metadata or {}
             if "tool_resources" in body.model_fields_set:
-                thread.tool_resources = to_stored(body.tool_resources)
+                thread.tool_resources = await resolve_tool_resources(session, principal.project_id, body.tool_resources)
+        self.wake()
         return wire.thread(thread)
 
     async def delete(self, principal: Principal, thread_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from assistd.errors import InvalidRequest, NotFound
 from assistd.retrieval.parsing import InvalidFile, UnsupportedFile, extract_text
 from assistd.retrieval.search import Hit, Retriever, Weights
+from assistd.schemas.common import ToolResources
 from assistd.schemas.vector_stores import (
     ChunkingStrategy,
     FileBatchCreate,
@@ -32,6 +33,7 @@ from assistd.services import wire
 from assistd.services.clock import now
 from assistd.services.idempotency import remember, replayed
 from assistd.services.principal import Principal
+from assistd.services.serialize import to_stored
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
@@ -360,3 +362,53 @@ class VectorStoreService:
             await VectorStoreFileRepository(session, principal.project_id).cancel_batch(store_id, batch_id)
             await session.flush()
             return await self._describe_batch(session, principal, row)
+
+
+THREAD_STORE_EXPIRY = VectorStoreExpiresAfter(anchor="last_active_at", days=7)
+
+
+async def resolve_tool_resources(
+    session: AsyncSession, project_id: str, resources: ToolResources | None
+) -> dict[str, Any] | None:
+    """tool_resources as stored: a `file_search.vector_stores` entry becomes a new store, kept by its id."""
+    stored = to_stored(resources)
+    search = (stored or {}).get("file_search")
+    if resources is None or resources.file_search is None or search is None:
+        return stored
+    search.pop("vector_stores", None)
+    for spec in resources.file_search.vector_stores:
+        store = await create_store(
+            session,
+            project_id,
+            file_ids=spec.file_ids,
+            chunking_strategy=spec.chunking_strategy,
+            metadata=spec.metadata,
+        )
+        search["vector_store_ids"] = [*search.get("vector_store_ids", []), store.id]
+    return stored
+
+
+async def index_attachments(
+    session: AsyncSession, project_id: str, thread: tables.Thread, messages: Sequence[tables.Message]
+) -> bool:
+    """Files attached to messages for file_search go into the thread's vector store, made on first use (expiring
+    7 days after its last use, as OpenAI's do). True when files were queued for ingestion."""
+    file_ids = [
+        attachment["file_id"]
+        for message in messages
+        for attachment in message.attachments or []
+        if any(tool.get("type") == "file_search" for tool in attachment.get("tools") or [])
+    ]
+    if not file_ids:
+        return False
+    resources = dict(thread.tool_resources or {})
+    existing = (resources.get("file_search") or {}).get("vector_store_ids") or []
+    if existing:
+        await add_files(session, project_id, existing[0], [VectorStoreFileCreate(file_id=f) for f in file_ids])
+    else:
+        store = await create_store(
+            session, project_id, name=f"Files of {thread.id}", file_ids=file_ids, expires_after=THREAD_STORE_EXPIRY
+        )
+        resources["file_search"] = {**(resources.get("file_search") or {}), "vector_store_ids": [store.id]}
+        thread.tool_resources = resources
+    return True
