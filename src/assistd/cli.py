@@ -1,4 +1,4 @@
-"""The `assistd` command: serve, db upgrade, projects and keys administration."""
+"""The `assistd` command: serve, db upgrade, projects and keys administration, ingest."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -165,3 +166,104 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_..
     """Revoke an API key; requests with it get 401 from then on."""
     key = _with_projects(_prepare(), lambda projects: projects.revoke_key(key_id))
     console.print(f"revoked {key.id}")
+
+
+def _files_under(paths: list[Path]) -> list[Path]:
+    """The files named, and the readable-type files inside the directories named, in a stable order."""
+    from assistd.retrieval.parsing import SUPPORTED_EXTENSIONS
+
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS))
+        elif path.is_file():
+            found.append(path)
+        else:
+            err_console.print(f"[red]error:[/red] {path} does not exist")
+            raise typer.Exit(2)
+    return found
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files, or directories to read recursively.")],
+    vector_store: Annotated[str, typer.Option("--vector-store", help="Vector store id or name (made if new).")],
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project id or name (default: the only one).")
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (100-4096; default 800).")] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 400).")
+    ] = None,
+) -> None:
+    """Upload files into a vector store and ingest them now, with progress over files and chunks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from assistd.app import load_registry
+    from assistd.engines.registry import ConfigError
+    from assistd.retrieval.chunking import TokenChunker
+    from assistd.runtime.ingestion import Ingestor
+    from assistd.schemas.common import StaticChunking
+    from assistd.services.files import FileService
+    from assistd.services.local_ingest import LocalIngest
+    from assistd.store.blobs import BlobStore
+
+    settings = _prepare()
+    files = _files_under(paths)
+    chunking = None
+    if chunk_size is not None or chunk_overlap is not None:
+        try:
+            chunking = StaticChunking(
+                max_chunk_size_tokens=chunk_size or 800,
+                chunk_overlap_tokens=chunk_overlap if chunk_overlap is not None else min(400, (chunk_size or 800) // 2),
+            )
+        except ValidationError as exc:
+            err_console.print(f"[red]invalid chunking:[/red] {exc.errors()[0]['msg']}")
+            raise typer.Exit(2) from None
+
+    async def run() -> int:
+        try:
+            registry = load_registry(settings)
+        except ConfigError as exc:
+            err_console.print(f"[red]invalid configuration:[/red] {exc}")
+            raise typer.Exit(2) from None
+        db = Database(settings.resolved_database_url)
+        blobs = BlobStore(settings.resolved_files_dir)
+        ingestor = Ingestor(
+            db, blobs, registry.embedding(settings.embedding_model), TokenChunker(), settings.run_lease_seconds
+        )
+        local = LocalIngest(db, FileService(db, blobs, settings.max_upload_bytes), ingestor)
+        failures = 0
+        try:
+            principal = await ProjectService(db).principal_for(project)
+            store = await local.store(principal, vector_store)
+            console.print(f"vector store {store.id} ({store.name or 'unnamed'})")
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=console) as bars:
+                overall = bars.add_task("files", total=len(files))
+                chunks = bars.add_task("chunks", total=None)
+                for path in files:
+                    bars.reset(chunks, total=None, description=f"chunks of {path.name}")
+                    done = await local.ingest(
+                        principal,
+                        store.id,
+                        path,
+                        chunking,
+                        lambda finished, total: bars.update(chunks, completed=finished, total=total),
+                    )
+                    if done is None or done.status != "completed":
+                        failures += 1
+                        reason = done.last_error["message"] if done and done.last_error else "removed meanwhile"
+                        bars.console.print(f"[red]failed[/red] {path}: {reason}")
+                    bars.advance(overall)
+        except AssistdError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+            await registry.close()
+        console.print(f"{len(files) - failures} of {len(files)} files ingested into {store.id}")
+        return failures
+
+    if asyncio.run(run()):
+        raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from assistd.retrieval.vectors import encode
 
 EMBED_BATCH = 64
 SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two of the embedding model's input positions
+
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ async def prepare(
     strategy: dict[str, Any],
     chunker: TokenChunker,
     embedder: EmbeddingEngine,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> list[PreparedChunk]:
     """The chunks of one file with their embeddings. Raises parsing's UnsupportedFile / InvalidFile.
 

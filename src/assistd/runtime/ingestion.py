@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from assistd.engines.base import EmbeddingEngine
 from assistd.retrieval.chunking import TokenChunker
-from assistd.retrieval.ingest import prepare
+from assistd.retrieval.ingest import Progress, prepare
 from assistd.retrieval.parsing import InvalidFile, UnsupportedFile
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
@@ -42,10 +42,11 @@ class Ingestor:
         self.lease_seconds = lease_seconds
         self.queue = IngestQueue(db)
 
-    async def ingest(self, job: tables.VectorStoreFile, worker_id: str) -> None:
+    async def ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None = None) -> None:
+        """Ingest a claimed file; `progress(done, total)` hears of each batch of embedded windows."""
         heartbeat = asyncio.create_task(self._heartbeat(job, worker_id, asyncio.current_task()))
         try:
-            await self._ingest(job, worker_id)
+            await self._ingest(job, worker_id, progress)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -56,7 +57,7 @@ class Ingestor:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
 
-    async def _ingest(self, job: tables.VectorStoreFile, worker_id: str) -> None:
+    async def _ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None) -> None:
         if job.attempts > MAX_ATTEMPTS:
             message = "Processing the file was interrupted too many times."
             await self._finish(job, worker_id, "failed", _error("server_error", message))
@@ -67,7 +68,7 @@ class Ingestor:
             return
         try:
             data = await asyncio.to_thread(self.blobs.read, job.project_id, job.id)
-            chunks = await prepare(file.filename, data, job.chunking_strategy, self.chunker, self.embedder)
+            chunks = await prepare(file.filename, data, job.chunking_strategy, self.chunker, self.embedder, progress)
         except FileNotFoundError:
             await self._finish(job, worker_id, "failed", _error("server_error", "The file's bytes are missing."))
             return

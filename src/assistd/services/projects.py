@@ -15,7 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from assistd.errors import Conflict, NotFound
+from assistd.errors import Conflict, InvalidRequest, NotFound
 from assistd.services.clock import now
 from assistd.services.principal import Principal
 from assistd.store import tables
@@ -54,6 +54,21 @@ class ProjectService:
             if await projects.find(name) is not None:
                 raise Conflict(f"A project named '{name}' already exists.", param="name")
             return await projects.add(tables.Project(id=new_id("project"), name=name, created_at=now()))
+
+    async def principal_for(self, project: str | None) -> Principal:
+        """Act as the project with this id or name (for the CLI); without one, as the only project there is."""
+        async with self.db.read() as session:
+            projects = ProjectRepository(session)
+            if project is not None:
+                found = await projects.find(project)
+                if found is None:
+                    raise NotFound(f"No project found with id or name '{project}'.")
+            else:
+                every = await projects.list()
+                if len(every) != 1:
+                    raise InvalidRequest(f"There are {len(every)} projects; name one with --project.")
+                found = every[0]
+        return Principal(project_id=found.id, key_id="cli")
 
     async def list_projects(self) -> list[tables.Project]:
         async with self.db.read() as session:

@@ -212,6 +212,12 @@ class VectorStoreRepository(ScopedRepository[tables.VectorStore]):
         rows = await self.session.scalars(self._select(tables.VectorStore.id.in_(list(store_ids))))
         return list(rows.all())
 
+    async def named(self, name: str) -> tables.VectorStore | None:
+        """The newest store with this name."""
+        return await self.session.scalar(
+            self._select(tables.VectorStore.name == name).order_by(tables.VectorStore.id.desc()).limit(1)
+        )
+
     async def touch(self, store_ids: Iterable[str], moment: int) -> None:
         """Mark stores as used now (their expiry counts from their last activity)."""
         await self.session.execute(
