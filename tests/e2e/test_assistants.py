@@ -24,7 +24,6 @@ FULL = dict(
             },
         },
     ],
-    tool_resources={"code_interpreter": {"file_ids": ["file-abc"]}, "file_search": {"vector_store_ids": ["vs_1"]}},
     metadata={"team": "support", "tier": "gold"},
     temperature=0,
     top_p=0.5,
@@ -36,8 +35,19 @@ FULL = dict(
 )
 
 
-def test_create_echoes_every_field(client: openai.OpenAI) -> None:
-    created = client.beta.assistants.create(**FULL)
+@pytest.fixture(scope="module")
+def store_id(client: openai.OpenAI) -> str:
+    return client.vector_stores.create(name="assistant resources").id
+
+
+def full(store_id: str) -> dict:
+    """FULL, with tool resources that name a real vector store."""
+    resources = {"code_interpreter": {"file_ids": ["file-abc"]}, "file_search": {"vector_store_ids": [store_id]}}
+    return {**FULL, "tool_resources": resources}
+
+
+def test_create_echoes_every_field(client: openai.OpenAI, store_id: str) -> None:
+    created = client.beta.assistants.create(**full(store_id))
     assert isinstance(created, Assistant)
     assert created.id.startswith("asst_") and created.object == "assistant"
     assert created.model == "gpt-4o" and created.name == "Support bot"
@@ -48,7 +58,7 @@ def test_create_echoes_every_field(client: openai.OpenAI) -> None:
     assert created.tools[2].function.name == "get_weather" and created.tools[2].function.strict is True
     assert created.tools[2].function.parameters["required"] == ["city"]
     assert created.tool_resources.code_interpreter.file_ids == ["file-abc"]
-    assert created.tool_resources.file_search.vector_store_ids == ["vs_1"]
+    assert created.tool_resources.file_search.vector_store_ids == [store_id]
     assert created.metadata == {"team": "support", "tier": "gold"}
     assert created.temperature == 0, "temperature 0 must not be dropped"
     assert created.top_p == 0.5

@@ -111,6 +111,10 @@ def test_tool_resources_can_create_a_store(client: openai.OpenAI, documents) -> 
         client.beta.threads.create(
             tool_resources={"file_search": {"vector_stores": [{"file_ids": ["file-01m87qkskz3xcchjdtssz8p73q"]}]}}
         )
+    with pytest.raises(openai.NotFoundError):
+        client.beta.assistants.create(
+            model=CHAT_MODEL, tool_resources={"file_search": {"vector_store_ids": ["vs_01m87qkskz3xcchjdtssz8p73q"]}}
+        )
 
 
 def test_citations_only_name_retrieved_files(client: openai.OpenAI, searcher, documents) -> None:

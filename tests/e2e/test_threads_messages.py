@@ -11,6 +11,8 @@ from openai.types.beta.threads import Message, MessageDeleted
 
 
 def test_thread_create_with_messages_metadata_and_resources(client: openai.OpenAI) -> None:
+    file_id = client.files.create(file=("notes.txt", b"Meeting notes."), purpose="assistants").id
+    store_id = client.vector_stores.create(name="thread resources").id
     thread = client.beta.threads.create(
         messages=[
             {"role": "user", "content": "Hello", "metadata": {"n": "1"}},
@@ -18,17 +20,15 @@ def test_thread_create_with_messages_metadata_and_resources(client: openai.OpenA
             {
                 "role": "user",
                 "content": "See the file",
-                "attachments": [
-                    {"file_id": "file-1", "tools": [{"type": "file_search"}, {"type": "code_interpreter"}]}
-                ],
+                "attachments": [{"file_id": file_id, "tools": [{"type": "file_search"}, {"type": "code_interpreter"}]}],
             },
         ],
         metadata={"customer": "42"},
-        tool_resources={"file_search": {"vector_store_ids": ["vs_9"]}},
+        tool_resources={"file_search": {"vector_store_ids": [store_id]}},
     )
     assert isinstance(thread, Thread) and thread.id.startswith("thread_") and thread.object == "thread"
     assert thread.metadata == {"customer": "42"}
-    assert thread.tool_resources.file_search.vector_store_ids == ["vs_9"]
+    assert thread.tool_resources.file_search.vector_store_ids == [store_id]
     assert client.beta.threads.retrieve(thread.id) == thread
 
     messages = client.beta.threads.messages.list(thread.id, order="asc").data
@@ -36,7 +36,7 @@ def test_thread_create_with_messages_metadata_and_resources(client: openai.OpenA
     assert [m.content[0].text.value for m in messages] == ["Hello", "Hi! How can I help?", "See the file"]
     assert messages[0].metadata == {"n": "1"}
     assert all(m.thread_id == thread.id and m.status == "completed" for m in messages)
-    assert messages[2].attachments[0].file_id == "file-1"
+    assert messages[2].attachments[0].file_id == file_id
     assert [t.type for t in messages[2].attachments[0].tools] == ["file_search", "code_interpreter"]
 
 

@@ -376,6 +376,11 @@ async def resolve_tool_resources(
     if resources is None or resources.file_search is None or search is None:
         return stored
     search.pop("vector_stores", None)
+    named = resources.file_search.vector_store_ids
+    found = {store.id for store in await VectorStoreRepository(session, project_id).get_many(named)}
+    for store_id in named:
+        if store_id not in found:
+            raise NotFound.for_object("vector store", store_id)
     for spec in resources.file_search.vector_stores:
         store = await create_store(
             session,
@@ -402,7 +407,8 @@ async def index_attachments(
     if not file_ids:
         return False
     resources = dict(thread.tool_resources or {})
-    existing = (resources.get("file_search") or {}).get("vector_store_ids") or []
+    named = (resources.get("file_search") or {}).get("vector_store_ids") or []
+    existing = [store.id for store in await VectorStoreRepository(session, project_id).get_many(named)]
     if existing:
         await add_files(session, project_id, existing[0], [VectorStoreFileCreate(file_id=f) for f in file_ids])
     else:
