@@ -6,8 +6,8 @@ bench/corpus/docs/ (client.files.create, purpose="assistants"), adds them all to
 (client.vector_stores.file_batches.create_and_poll), then asks each question of bench/corpus/questions.jsonl with
 client.vector_stores.search(max_num_results=10) once per ranking mode, the modes taking turns question by question:
 
-    hybrid      ranking_options={"hybrid_search": {"embedding_weight": 1, "text_weight": 1}}
-    full-text   embedding_weight 0, text_weight 1
+    hybrid      the server's default ranking (no ranking_options: rank fusion, vectors 1, full text 0.5)
+    full-text   ranking_options={"hybrid_search": {"embedding_weight": 0, "text_weight": 1}}
     vector      embedding_weight 1, text_weight 0
 
 (`hybrid_search` is an assistd extension of the search endpoint, with the weights of the file_search tool's
@@ -66,18 +66,20 @@ POLL_INTERVAL_MS = 100
 
 @dataclass(frozen=True)
 class Mode:
-    """A ranking mode: the rank-fusion weights of the embedding and full-text lists."""
+    """A ranking mode: the rank-fusion weights of the embedding and full-text lists (None: the server's default)."""
 
     name: str
-    embedding_weight: float
-    text_weight: float
+    embedding_weight: float | None = None
+    text_weight: float | None = None
 
     @property
-    def ranking_options(self) -> dict[str, object]:
+    def ranking_options(self) -> dict[str, object] | openai.NotGiven:
+        if self.embedding_weight is None or self.text_weight is None:
+            return openai.NOT_GIVEN
         return {"hybrid_search": {"embedding_weight": self.embedding_weight, "text_weight": self.text_weight}}
 
 
-HYBRID = Mode("hybrid", 1, 1)
+HYBRID = Mode("hybrid")
 FULL_TEXT = Mode("full-text", 0, 1)
 VECTOR = Mode("vector", 1, 0)
 MODES = (HYBRID, FULL_TEXT, VECTOR)

@@ -11,7 +11,8 @@ from assistd import __version__
 from assistd.api import assistants, errors, files, generation, health, messages, runs, threads, vector_stores
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.config import Settings
-from assistd.engines.registry import ModelRegistry, load_config
+from assistd.engines.registry import ConfigError, ModelRegistry, load_config
+from assistd.errors import AssistdError
 from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.search import Retriever
 from assistd.runtime.events import EventBus
@@ -28,8 +29,15 @@ UPLOAD_FRAMING_BYTES = 64 * 1024
 
 
 def load_registry(settings: Settings) -> ModelRegistry:
-    """Load every configured model (ConfigError names the entry that failed)."""
-    return ModelRegistry.from_config(load_config(settings.models_file), created=now())
+    """Load every configured model (ConfigError names the entry or setting that failed)."""
+    registry = ModelRegistry.from_config(load_config(settings.models_file), created=now())
+    try:
+        registry.embedding(settings.embedding_model)
+    except AssistdError as exc:
+        raise ConfigError(
+            f"ASSISTD_EMBEDDING_MODEL: {exc.message} Name an embedding model of the models file."
+        ) from exc
+    return registry
 
 
 def create_app(settings: Settings | None = None, registry: ModelRegistry | None = None) -> FastAPI:

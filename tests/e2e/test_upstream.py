@@ -61,7 +61,9 @@ timeout = 5
 [aliases]
 "gpt-4o-mini" = "relay-chat"
 ''')
-    server = ServerProcess(data_dir, extra_env={"RELAY_UPSTREAM_KEY": env.key_a}, models_file=str(models)).start()
+    server = ServerProcess(
+        data_dir, extra_env={"RELAY_UPSTREAM_KEY": env.key_a}, models_file=str(models), embedding_model="relay-embed"
+    ).start()
     try:
         key = (data_dir / "api_key").read_text().strip()
         yield openai.OpenAI(
@@ -147,6 +149,10 @@ def test_upstream_failures_map_to_openai_errors(relay) -> None:
             "models.c.api_key_env",
         ),
         ("[models.d\n", "ASSISTD_MODELS_FILE"),
+        (  # valid, but without the embedding model that vector stores use
+            '[models.e]\nengine = "openai_compat"\nbase_url = "http://127.0.0.1:1/v1"\nupstream_model = "m"\n',
+            "ASSISTD_EMBEDDING_MODEL",
+        ),
     ],
 )
 def test_bad_models_file_fails_fast(tmp_path, models_toml, named) -> None:
@@ -167,3 +173,16 @@ def test_bad_models_file_fails_fast(tmp_path, models_toml, named) -> None:
     )
     assert result.returncode == 2, result.stderr
     assert named in result.stderr
+
+
+def test_vector_store_search_with_upstream_embeddings(relay: openai.OpenAI) -> None:
+    """Ingestion and search embed through the configured upstream embedding model."""
+    notes = relay.files.create(file=("notes.txt", b"The staff canteen opens at half past seven."), purpose="assistants")
+    other = relay.files.create(file=("other.txt", b"Parking permits renew every January."), purpose="assistants")
+    store = relay.vector_stores.create(name="relayed")
+    batch = relay.vector_stores.file_batches.create_and_poll(
+        store.id, file_ids=[notes.id, other.id], poll_interval_ms=100
+    )
+    assert batch.file_counts.completed == 2
+    results = relay.vector_stores.search(store.id, query="when can I get breakfast at work").data
+    assert results[0].file_id == notes.id

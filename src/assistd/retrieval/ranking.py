@@ -1,15 +1,19 @@
 """Reciprocal rank fusion of the full-text and vector result lists.
 
 A chunk's fused score is the weighted sum of 1 / (K + rank) over the lists it appears in, divided by the
-best possible sum (rank 1 in every list with a weight), so scores lie in [0, 1]: 1.0 means first in both,
-about 0.5 first in one list only (equal weights). `score_threshold` applies to this score.
+best possible sum (rank 1 in every list with a weight), so scores lie in [0, 1]: 1.0 means first in both.
+`score_threshold` applies to this score.
+
+K = 10 (rather than the customary 60) makes the first places count: with 60, a chunk that sits anywhere in both
+lists beats one that is first in one list only, and on a small store every chunk sits in both. The default
+weights (vectors 1, full text 0.5) and K were chosen on bench/retrieval.py (see docs/retrieval.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-K = 60
+K = 10
 
 
 def fuse(ranked: Sequence[tuple[Sequence[int], float]]) -> list[tuple[int, float]]:

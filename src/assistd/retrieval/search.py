@@ -41,7 +41,7 @@ class Weights:
     """How much each ranking counts in the fusion; a weight of 0 leaves that ranking out."""
 
     embedding: float = 1.0
-    text: float = 1.0
+    text: float = 0.5
 
 
 class Retriever:
