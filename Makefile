@@ -41,6 +41,8 @@ bench: install
 	$(BIN)/python bench/crud.py
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/search_scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -23,7 +23,7 @@ from assistd.retrieval.parsing import InvalidFile, UnsupportedFile
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
-from assistd.store.queue import IngestQueue
+from assistd.store.queue import IngestQueue, expired_files
 from assistd.store.repositories import ChunkRepository, FileRepository
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,15 @@ class Ingestor:
                 return  # cancelled, removed or taken over meanwhile: leave it as it is now
             if rows is not None:
                 await ChunkRepository(session, job.project_id).replace_file(job.vector_store_id, job.id, rows)
+
+    async def expire_files(self, moment: int) -> None:
+        """Delete the files whose `expires_at` has passed, with their chunks in every store, then their bytes."""
+        for file in await expired_files(self.db, moment):
+            async with self.db.write() as session:
+                deleted = await FileRepository(session, file.project_id).delete(file.id)
+            if deleted:
+                await self.blobs.delete(file.project_id, file.id)
+                log.info("file %s expired and was deleted", file.id)
 
     async def _heartbeat(self, job: tables.VectorStoreFile, worker_id: str, work: asyncio.Task[Any] | None) -> None:
         while True:

@@ -27,6 +27,7 @@ from assistd.store.repositories import RunRepository, RunStepRepository
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.2
+FILE_EXPIRY_INTERVAL_SECONDS = 30.0
 
 
 class Worker:
@@ -50,6 +51,7 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._ingesting: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._next_file_expiry = 0.0
 
     def wake(self) -> None:
         """Look at the queues now (a run or a file was just queued)."""
@@ -71,6 +73,9 @@ class Worker:
         while True:
             try:
                 await self._expire_overdue()
+                if time.monotonic() >= self._next_file_expiry:
+                    self._next_file_expiry = time.monotonic() + FILE_EXPIRY_INTERVAL_SECONDS
+                    await self.ingestor.expire_files(now())
                 while len(self._running) < self.concurrency:
                     run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
                     if run is None:

@@ -80,6 +80,15 @@ class RunQueue:
             return list(rows.all())
 
 
+async def expired_files(db: Database, now: int) -> list[tables.File]:
+    """Files of any project whose `expires_at` has passed."""
+    async with db.read() as session:
+        rows = await session.scalars(
+            select(tables.File).where(tables.File.expires_at.is_not(None), tables.File.expires_at <= now)
+        )
+        return list(rows.all())
+
+
 class IngestQueue:
     """Vector store files waiting to be ingested (`in_progress` with no live lease)."""
 
