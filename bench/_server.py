@@ -1,7 +1,7 @@
 """What the benchmarks share: a real assistd server in a child process, and small reporting helpers.
 
 `running_server()` starts `python -m assistd serve` on a free 127.0.0.1 port with a temporary data directory
-and always stops it and removes the directory (on errors, Ctrl-C and, after `stop_on_sigterm()`, SIGTERM).
+and always stops it and removes the directory (on errors, Ctrl-C and, under `exit_with`, SIGTERM).
 If the bench process dies even by SIGKILL, the server gets SIGTERM (Linux, PR_SET_PDEATHSIG).
 """
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -156,3 +156,13 @@ def _interrupt(_signum: int, _frame: object) -> None:
 def stop_on_sigterm() -> None:
     """Handle SIGTERM as Ctrl-C (KeyboardInterrupt), so `running_server()` still cleans up."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def exit_with(main: Callable[[], int]) -> None:
+    """Run a benchmark's `main` and exit with its status; Ctrl-C or SIGTERM exits 130 (servers already stopped)."""
+    stop_on_sigterm()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        sys.exit(130)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import httpx
 import openai
-from _server import Server, checked, percentile, running_server, stop_on_sigterm, verdict
+from _server import Server, checked, exit_with, percentile, running_server, verdict
 from sqlalchemy import Engine, create_engine, insert, select
 
 from assistd.services.clock import now
@@ -308,7 +308,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 30 s)")
     plan = QUICK if parser.parse_args().quick else FULL
-    stop_on_sigterm()
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # the SDK marks the Assistants API deprecated
     started = time.perf_counter()
     with running_server() as server:
@@ -323,8 +322,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main)

@@ -50,7 +50,7 @@ from typing import Any
 
 import httpx
 import openai
-from _server import Server, checked, running_server, stop_on_sigterm, verdict
+from _server import Server, checked, exit_with, running_server, verdict
 from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
 from assistd.engines.base import GenerationRequest
@@ -648,7 +648,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 60 s on an idle machine)")
     plan = QUICK if parser.parse_args().quick else FULL
-    stop_on_sigterm()
     started = time.perf_counter()
     with running_server() as server:
         print(f"server on {server.base_url}; loading the raw model ...", flush=True)
@@ -670,8 +669,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main)

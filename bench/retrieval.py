@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from _server import Server, percentile, running_server, stop_on_sigterm
+from _server import Server, exit_with, percentile, running_server
 from sqlalchemy import create_engine, func, select
 
 from assistd.store import tables
@@ -307,7 +307,6 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.self_test:
         return self_test()
-    stop_on_sigterm()
     all_questions = load_questions()
     questions = all_questions[:QUICK_QUESTIONS] if arguments.quick else all_questions
     paths = sorted(path for path in DOCS.iterdir() if path.is_file())
@@ -326,8 +325,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main)

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _server import Server, checked, percentile, running_server, stop_on_sigterm, verdict
+from _server import Server, checked, exit_with, percentile, running_server, verdict
 from generation import BUSY_OTHERS_CPUS, CpuWatch, RawModel, Run
 
 from assistd.engines.registry import DEFAULT_TEXT_MODEL
@@ -514,7 +514,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small smoke run (under 60 s on an idle machine)")
     plan = QUICK if parser.parse_args().quick else FULL
-    stop_on_sigterm()
     started = time.perf_counter()
     with running_server() as server:
         print(f"server on {server.base_url}; loading the raw model ...", flush=True)
@@ -539,8 +538,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
-        sys.exit(130)
+    exit_with(main)

@@ -23,14 +23,13 @@ import argparse
 import json
 import random
 import re
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import openai
-from _server import Server, percentile, running_server, stop_on_sigterm, verdict
+from _server import Server, exit_with, percentile, running_server, verdict
 from sqlalchemy import create_engine, insert, select, update
 
 from assistd.services.clock import now
@@ -162,7 +161,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller stores and fewer searches")
     args = parser.parse_args()
-    stop_on_sigterm()
     warnings.simplefilter("ignore", DeprecationWarning)
     small, large = (2_000, 20_000) if args.quick else (10_000, 100_000)
     rounds = 20 if args.quick else 60
@@ -202,4 +200,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)
