@@ -556,3 +556,9 @@ def test_hostile_queries_run_without_sqlite_error(fts: sqlite3.Connection, query
 )
 def test_normal_query_finds_the_matching_row(fts: sqlite3.Connection, query: str, expected: list[int]) -> None:
     assert search(fts, query) == expected
+
+
+def test_booleans_in_a_list_stay_booleans() -> None:
+    condition = ComparisonFilter(type="in", key="a", value=[True, "x"])
+    assert matches(condition, {"a": True})
+    assert not matches(condition, {"a": 1})

@@ -103,7 +103,7 @@ class FileBatchCreate(RequestModel):
         ]
 
 
-FilterValue = str | bool | float | list[str | float]
+FilterValue = str | bool | float | list[str | bool | float]  # bool before float: True must not become 1.0
 
 
 class ComparisonFilter(RequestModel):

@@ -28,7 +28,8 @@ INGESTION_WAIT_SECONDS = 120.0
 INGESTION_POLL_SECONDS = 0.2
 CITE_MIN_SHARED_WORDS = 2
 CITE_MIN_SUPPORT = 0.5  # share of the answer's content words found in the passage
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")  # a full stop inside "2.5" ends nothing
+MIN_FIRST_PASSAGE = 200
 
 PASSAGES_INTRO = (
     "Answer from the following excerpts of the user's files. If they do not contain the answer, say that the "
@@ -96,17 +97,18 @@ def hits_of(call: dict[str, Any]) -> list[Hit]:
     ]
 
 
-def passages_prompt(hits: list[Hit], max_chars: int) -> str:
-    """The excerpts for the model, best first, as many as fit in `max_chars`."""
-    parts = [PASSAGES_INTRO]
-    used = len(PASSAGES_INTRO)
+def passages_prompt(hits: list[Hit], max_chars: int | None) -> str:
+    """The excerpts for the model, best first: as many whole passages as fit in `max_chars` (no limit when None).
+    The first passage is always there, cut to fit, but to no fewer than MIN_FIRST_PASSAGE characters."""
+    prompt = PASSAGES_INTRO
     for index, hit in enumerate(hits):
-        part = f"[{index}] {hit.filename}:\n{hit.text.strip()}"
-        if used + len(part) > max_chars and len(parts) > 1:
+        part = f"\n\n[{index}] {hit.filename}:\n{hit.text.strip()}"
+        if max_chars is not None and len(prompt) + len(part) > max_chars:
+            if index == 0:
+                prompt += part[: max(max_chars - len(prompt), MIN_FIRST_PASSAGE)]
             break
-        parts.append(part[: max(0, max_chars - used)])
-        used += len(part)
-    return "\n\n".join(parts)
+        prompt += part
+    return prompt
 
 
 def _words(text: str) -> set[str]:
@@ -144,7 +146,7 @@ def cite(answer: str, hits: list[Hit]) -> Citation | None:
 
 
 def _best_sentence(text: str, answer_words: set[str]) -> str:
-    sentences = [s.strip() for s in _SENTENCE.findall(text) if s.strip()]
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
     return max(sentences, key=lambda s: len(_words(s) & answer_words), default=text.strip())[:500]
 
 
