@@ -51,6 +51,24 @@ class LeaseLost(Exception):
     """Another worker took the run over: stop touching it."""
 
 
+def _new_step(
+    run: tables.Run, created: int, details: dict[str, Any], status: str = "in_progress", **values: Any
+) -> tables.RunStep:
+    """A step of `run` of the type its details name."""
+    return tables.RunStep(
+        id=new_id("step"),
+        run_id=run.id,
+        thread_id=run.thread_id,
+        assistant_id=run.assistant_id,
+        created_at=created,
+        type=details["type"],
+        status=status,
+        metadata_={},
+        step_details=details,
+        **values,
+    )
+
+
 def _text_of(message: tables.Message) -> str:
     return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
@@ -199,18 +217,8 @@ class RunExecutor:
             return None
         threshold = (settings.get("ranking_options") or {}).get("score_threshold") or 0.0
         created = now()
-        step = tables.RunStep(
-            id=new_id("step"),
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            created_at=created,
-            type="tool_calls",
-            status="completed",
-            completed_at=created,
-            metadata_={},
-            step_details={"type": "tool_calls", "tool_calls": [file_search.tool_call(new_id("call"), hits, threshold)]},
-        )
+        call = file_search.tool_call(new_id("call"), hits, threshold)
+        step = _new_step(run, created, {"type": "tool_calls", "tool_calls": [call]}, "completed", completed_at=created)
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
         shown = wire.run_step(step)
@@ -390,17 +398,7 @@ class RunExecutor:
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
-        step = tables.RunStep(
-            id=new_id("step"),
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            created_at=created,
-            type="message_creation",
-            status="in_progress",
-            metadata_={},
-            step_details={"type": "message_creation", "message_creation": {"message_id": message.id}},
-        )
+        step = _new_step(run, created, {"type": "message_creation", "message_creation": {"message_id": message.id}})
         async with self.db.write() as session:
             await MessageRepository(session, run.project_id).add(message)
             await RunStepRepository(session, run.project_id).add(step)
@@ -447,18 +445,7 @@ class RunExecutor:
     async def _require_action(
         self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage, run_usage: dict[str, int]
     ) -> None:
-        step = tables.RunStep(
-            id=new_id("step"),
-            run_id=run.id,
-            thread_id=run.thread_id,
-            assistant_id=run.assistant_id,
-            created_at=now(),
-            type="tool_calls",
-            status="in_progress",
-            metadata_={},
-            usage=_usage(usage),
-            step_details={"type": "tool_calls", "tool_calls": calls},
-        )
+        step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=_usage(usage))
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
         self.bus.publish(run.id, "thread.run.step.created", wire.run_step(step))

@@ -8,12 +8,50 @@ worker died keeps its status but its lease runs out, and the next claim takes it
 
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select, update
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, inspect, or_, select, update
 
 from assistd.store import tables
 from assistd.store.database import Database
 
 CLAIMABLE = ("queued", "cancelling")
+
+Job = TypeVar("Job", tables.Run, tables.VectorStoreFile)
+
+
+def _lease_free(table: type[Job], now: float):
+    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
+
+
+async def _claim(
+    db: Database,
+    table: type[Job],
+    waiting: Any,
+    order: Any,
+    key: Callable[[Job], tuple[Any, ...]],
+    worker_id: str,
+    now: float,
+    lease_seconds: float,
+) -> Job | None:
+    """Take the first `waiting` job (in `order`) whose lease is free; None when there is none.
+
+    The search is a read; only a candidate costs a write transaction (an idle worker writes nothing). The
+    guarded UPDATE makes sure one worker alone gets it, however many look at the same time."""
+    async with db.read() as session:
+        candidate = await session.scalar(select(table).where(waiting, _lease_free(table, now)).order_by(order).limit(1))
+    if candidate is None:
+        return None
+    async with db.write() as session:
+        taken = await session.execute(
+            update(table)
+            .where(*key(candidate), table.status == candidate.status, _lease_free(table, now))
+            .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
+        )
+        if taken.rowcount != 1:
+            return None
+        return await session.get(table, inspect(candidate).identity, populate_existing=True)
 
 
 class RunQueue:
@@ -21,37 +59,21 @@ class RunQueue:
         self.db = db
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
-        """Take the oldest run that is waiting, or whose lease another worker let run out; None when there is none.
-
-        The search is a read; only a candidate costs a write transaction (an idle worker writes nothing)."""
-        async with self.db.read() as session:
-            candidate = await session.scalar(
-                select(tables.Run)
-                .where(
-                    or_(
-                        tables.Run.status.in_(CLAIMABLE),
-                        and_(tables.Run.status == "in_progress", tables.Run.lease_owner != worker_id),
-                    ),
-                    or_(tables.Run.lease_expires_at.is_(None), tables.Run.lease_expires_at < now),
-                )
-                .order_by(tables.Run.id)
-                .limit(1)
-            )
-        if candidate is None:
-            return None
-        async with self.db.write() as session:
-            taken = await session.execute(
-                update(tables.Run)
-                .where(
-                    tables.Run.id == candidate.id,
-                    tables.Run.status == candidate.status,
-                    or_(tables.Run.lease_expires_at.is_(None), tables.Run.lease_expires_at < now),
-                )
-                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
-            )
-            if taken.rowcount != 1:
-                return None
-            return await session.get(tables.Run, candidate.id, populate_existing=True)
+        """Take the oldest run that is waiting, or whose lease another worker let run out; None when there is none."""
+        waiting = or_(
+            tables.Run.status.in_(CLAIMABLE),
+            and_(tables.Run.status == "in_progress", tables.Run.lease_owner != worker_id),
+        )
+        return await _claim(
+            self.db,
+            tables.Run,
+            waiting,
+            tables.Run.id,
+            lambda run: (tables.Run.id == run.id,),
+            worker_id,
+            now,
+            lease_seconds,
+        )
 
     async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
         """Extend a lease this worker holds; False when it has lost it."""
@@ -99,37 +121,17 @@ class IngestQueue:
         return (tables.VectorStoreFile.vector_store_id == job.vector_store_id, tables.VectorStoreFile.id == job.id)
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
-        async with self.db.read() as session:
-            candidate = await session.scalar(
-                select(tables.VectorStoreFile)
-                .where(
-                    tables.VectorStoreFile.status == "in_progress",
-                    or_(
-                        tables.VectorStoreFile.lease_expires_at.is_(None), tables.VectorStoreFile.lease_expires_at < now
-                    ),
-                )
-                .order_by(tables.VectorStoreFile.created_at)
-                .limit(1)
-            )
-        if candidate is None:
-            return None
-        async with self.db.write() as session:
-            taken = await session.execute(
-                update(tables.VectorStoreFile)
-                .where(
-                    *self._job(candidate),
-                    tables.VectorStoreFile.status == "in_progress",
-                    or_(
-                        tables.VectorStoreFile.lease_expires_at.is_(None), tables.VectorStoreFile.lease_expires_at < now
-                    ),
-                )
-                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
-            )
-            if taken.rowcount != 1:
-                return None
-            return await session.get(
-                tables.VectorStoreFile, (candidate.vector_store_id, candidate.id), populate_existing=True
-            )
+        """Take the file that has waited longest; None when there is none."""
+        return await _claim(
+            self.db,
+            tables.VectorStoreFile,
+            tables.VectorStoreFile.status == "in_progress",
+            tables.VectorStoreFile.created_at,
+            self._job,
+            worker_id,
+            now,
+            lease_seconds,
+        )
 
     async def renew(self, job: tables.VectorStoreFile, worker_id: str, until: float) -> bool:
         async with self.db.write() as session:
