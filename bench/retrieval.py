@@ -73,6 +73,12 @@ class Mode:
     text_weight: float | None = None
 
     @property
+    def weights_label(self) -> str:
+        if self.embedding_weight is None or self.text_weight is None:
+            return "default"
+        return f"{self.embedding_weight:g} / {self.text_weight:g}"
+
+    @property
     def ranking_options(self) -> dict[str, object] | openai.NotGiven:
         if self.embedding_weight is None or self.text_weight is None:
             return openai.NOT_GIVEN
@@ -278,7 +284,7 @@ def report(
             if group == "all":
                 scores[mode.name] = (recall_at(mode_ranks, GOAL_DEPTH), mrr)
             label = f"{group} ({len(indexes)})" if position == 0 else ""
-            weights = f"{mode.embedding_weight:g} / {mode.text_weight:g}"
+            weights = mode.weights_label
             values = "".join(f"{value:>10.3f}" for value in [*recalls, mrr])
             lines.append(f"   {label:<18}{mode.name:<11}{weights:>12}{values}")
     hybrid = scores[HYBRID.name]
