@@ -7,11 +7,12 @@ summary, and always stops the server and removes the directory.
    in one file batch (`create_and_poll`, static chunks of 200 tokens with 100 overlap): chunks/s and MB/s of
    the server's background ingestion (parse, chunk, embed with the bundled model, index), timed from the batch's
    creation to its completion.
-2. Search at scale: two vector stores of 10,000 and 100,000 chunks, bulk-inserted straight into SQLite as
-   ingestion stores them (text made of corpus sentences, random unit vectors; the full-text index fills through
-   its triggers). Then `client.vector_stores.search` (hybrid, 10 results, one request in flight) with the
-   corpus questions, alternating stores in random order; the first search of each store (which loads its
-   vectors into memory) is reported apart. Goal: p50(100,000) / p50(10,000) <= 2.
+2. Search at scale: two servers side by side, one holding 10,000 chunks and the other 100,000, each in one
+   vector store bulk-inserted straight into its SQLite file as ingestion stores them (text made of corpus
+   sentences, random unit vectors; the full-text index fills through its triggers). Then
+   `client.vector_stores.search` (hybrid, 10 results, one request in flight) with the corpus questions,
+   alternating the two servers in random order; the first search of each (which loads the store's vectors
+   into memory) is reported apart. Goal: p50(100,000) / p50(10,000) <= 2.
 
 Usage: python bench/search_scale.py [--quick]   (--quick: 2,000 and 20,000 chunks, fewer searches)
 Exit status 0 when the measurements completed, goals met or not; non-zero on any error.
@@ -25,6 +26,7 @@ import random
 import re
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -167,29 +169,33 @@ def main() -> int:
     rng = random.Random(7)
     sentences, queries = corpus_sentences(), questions()
 
-    with running_server() as server:
-        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0, timeout=120)
-        ingestion = measure_ingestion(client, server)
+    with ExitStack() as servers:
+        small_server, large_server = (servers.enter_context(running_server()) for _ in range(2))
+        clients = {
+            size: openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0, timeout=120)
+            for size, server in ((small, small_server), (large, large_server))
+        }
+        ingestion = measure_ingestion(clients[small], small_server)
         print(
             f"ingestion: {ingestion['files']} files, {ingestion['megabytes']:.2f} MB -> {ingestion['chunks']} chunks "
             f"in {ingestion['seconds']:.1f} s = {ingestion['chunks'] / ingestion['seconds']:.0f} chunks/s, "
             f"{ingestion['megabytes'] / ingestion['seconds']:.3f} MB/s"
         )
         stores = {}
-        for size in (small, large):
+        for size, server in ((small, small_server), (large, large_server)):
             started = time.perf_counter()
-            stores[size] = fill_store(server, client, size, sentences, rng)
+            stores[size] = fill_store(server, clients[size], size, sentences, rng)
             print(f"filled a store of {size:,} chunks in {time.perf_counter() - started:.1f} s")
-        cold = {size: timed_search(client, store, queries[0]) for size, store in stores.items()}
+        cold = {size: timed_search(clients[size], store, queries[0]) for size, store in stores.items()}
         latencies: dict[int, list[float]] = {small: [], large: []}
         for round_index in range(rounds):
             query = queries[round_index % len(queries)]
             order = [small, large]
             rng.shuffle(order)
             for size in order:
-                latencies[size].append(timed_search(client, stores[size], query))
+                latencies[size].append(timed_search(clients[size], stores[size], query))
 
-    print(f"\nsearch latency (ms, hybrid, 10 results, {rounds} searches per store, SDK over loopback)")
+    print(f"\nsearch latency (ms, hybrid, 10 results, {rounds} searches per server, SDK over loopback)")
     print(f"{'chunks':>10} {'first':>8} {'p50':>8} {'p99':>8}")
     for size in (small, large):
         values = latencies[size]

@@ -14,7 +14,7 @@ import pytest
 from assistd.retrieval import ranking
 from assistd.retrieval.chunking import SEGMENT_CHARS, Chunk, TokenChunker
 from assistd.retrieval.filters import matches
-from assistd.retrieval.index_sqlite import MAX_QUERY_TERMS, match_expression
+from assistd.retrieval.index_sqlite import MAX_QUERY_TERMS, affordable_terms, match_expression
 from assistd.retrieval.ranking import K, fuse
 from assistd.schemas.vector_stores import ComparisonFilter, CompoundFilter
 
@@ -562,3 +562,12 @@ def test_booleans_in_a_list_stay_booleans() -> None:
     condition = ComparisonFilter(type="in", key="a", value=[True, "x"])
     assert matches(condition, {"a": True})
     assert not matches(condition, {"a": 1})
+
+
+def test_affordable_terms_drop_the_commonest_words_first() -> None:
+    terms = ["need", "receipt", "get", "repair"]
+    postings = [18_000, 450, 9_600, 5_300]
+    assert affordable_terms(terms, postings, budget=20_000) == ["receipt", "get", "repair"]
+    assert affordable_terms(terms, postings, budget=6_000) == ["receipt", "repair"]
+    assert affordable_terms(terms, postings, budget=10) == ["receipt"]  # the rarest always stays
+    assert affordable_terms(terms, [1, 2, 3, 4], budget=20_000) == terms  # a small index keeps every word
