@@ -22,14 +22,14 @@ def upload(client: openai.OpenAI, name: str, data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def knowledge(client: openai.OpenAI) -> dict[str, str]:
-    """A store holding the three FACTS files, ingested; returns file ids by name and the store id."""
+    """A store holding the three FACTS files, ingested; returns file ids by name, the store id and the batch id."""
     ids = {name: upload(client, name, text.encode()) for name, text in FACTS.items()}
     store = client.vector_stores.create(name="facts", metadata={"team": "support"})
     batch = client.vector_stores.file_batches.create_and_poll(
         store.id, file_ids=list(ids.values()), poll_interval_ms=100
     )
     assert batch.status == "completed" and batch.file_counts.completed == 3
-    return {**ids, "store": store.id}
+    return {**ids, "store": store.id, "batch": batch.id}
 
 
 def test_lifecycle(client: openai.OpenAI) -> None:
@@ -255,6 +255,14 @@ ISOLATION = {
     "files.delete": lambda c, k: c.vector_stores.files.delete(k["zephyr.md"], vector_store_id=k["store"]),
     "files.content": lambda c, k: list(c.vector_stores.files.content(k["zephyr.md"], vector_store_id=k["store"])),
     "file_batches.create": lambda c, k: c.vector_stores.file_batches.create(k["store"], file_ids=[k["zephyr.md"]]),
+    "file_batches.retrieve": lambda c, k: c.vector_stores.file_batches.retrieve(k["batch"], vector_store_id=k["store"]),
+    "file_batches.cancel": lambda c, k: c.vector_stores.file_batches.cancel(k["batch"], vector_store_id=k["store"]),
+    "file_batches.list_files": lambda c, k: c.vector_stores.file_batches.list_files(
+        k["batch"], vector_store_id=k["store"]
+    ),
+    "files.update": lambda c, k: c.vector_stores.files.update(
+        k["zephyr.md"], vector_store_id=k["store"], attributes={"stolen": True}
+    ),
 }
 
 
