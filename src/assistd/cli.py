@@ -26,7 +26,9 @@ projects_app = typer.Typer(help="Projects (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(projects_app, name="projects")
+apps_app = typer.Typer(help="Ready-made assistants: customer service, summariser, translator.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(apps_app, name="apps")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -267,3 +269,60 @@ def ingest(
 
     if asyncio.run(run()):
         raise typer.Exit(1)
+
+
+@apps_app.command("install")
+def apps_install(
+    preset: Annotated[str, typer.Argument(help="customer-service, summarizer or translator.")],
+    project: Annotated[
+        str | None, typer.Option("--project", "-p", help="Project id or name (default: the only one).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model id (default: the bundled local model).")] = None,
+    name: Annotated[str | None, typer.Option(help="The assistant's name (default: the preset's).")] = None,
+    vector_store: Annotated[
+        str | None,
+        typer.Option("--vector-store", help="customer-service: its knowledge base, by id or name (made if new)."),
+    ] = None,
+) -> None:
+    """Create a configured assistant from a preset; prints its id."""
+    from assistd.apps.presets import PRESETS
+    from assistd.engines.registry import DEFAULT_TEXT_MODEL
+    from assistd.schemas.assistants import AssistantCreate
+    from assistd.services.assistants import AssistantService
+    from assistd.services.vector_stores import find_or_create_store
+
+    chosen = PRESETS.get(preset)
+    if chosen is None:
+        err_console.print(f"[red]error:[/red] no preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        raise typer.Exit(2)
+    settings = _prepare()
+
+    async def run() -> str:
+        db = Database(settings.resolved_database_url)
+        try:
+            principal = await ProjectService(db).principal_for(project)
+            body = chosen.assistant_body(model or DEFAULT_TEXT_MODEL, name)
+            if chosen.needs_vector_store:
+                async with db.write() as session:
+                    store = await find_or_create_store(session, principal.project_id, vector_store or f"{chosen.name}")
+                body["tool_resources"] = {"file_search": {"vector_store_ids": [store.id]}}
+            created = await AssistantService(db, wake=lambda: None).create(principal, AssistantCreate(**body))
+            return created["id"]
+        except AssistdError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        finally:
+            await db.dispose()
+
+    print(asyncio.run(run()))
+
+
+@apps_app.command("list")
+def apps_list() -> None:
+    """List the presets that `assistd apps install` knows."""
+    from assistd.apps.presets import PRESETS
+
+    table = Table("preset", "what it does")
+    for preset in PRESETS.values():
+        table.add_row(preset.name, preset.description)
+    console.print(table)

@@ -269,3 +269,16 @@ def test_heartbeat_keeps_a_quiet_run_leased(world) -> None:
     stolen, run, steps = asyncio.run(scenario())
     assert stolen is None
     assert run.status == "completed" and run.attempts == 1 and len(steps) == 1
+
+
+@pytest.mark.parametrize(
+    ("language", "named"), [("fr", "French"), ("pt-BR", "Portuguese (BR)"), ("Klingon", "Klingon")]
+)
+def test_response_language_reaches_the_instructions(world, language, named) -> None:
+    engine = ScriptedEngine()
+    engine.script = [Chunk(text="Bonjour"), Chunk(finish_reason="stop", usage=Usage(5, 1))]
+    run, _, _ = asyncio.run(drive(world, engine, response_language=language))
+    assert run.status == "completed"
+    system = engine.requests[0].messages[0]
+    assert system["role"] == "system" and system["content"].startswith("be nice\n\n")
+    assert f"Always write your answers in {named}" in system["content"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from assistd.apps import languages
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
@@ -262,6 +263,8 @@ class RunExecutor:
             messages = messages[-run.truncation_strategy["last_messages"] :]
         conversation: list[dict[str, Any]] = []
         system = run.instructions
+        if run.response_language:
+            system = "\n\n".join(part for part in (system, languages.instruction(run.response_language)) if part)
         if hits is not None:
             room = engine.context_length * PASSAGE_CHARS_PER_CONTEXT_TOKEN if engine.context_length else None
             system = "\n\n".join(part for part in (system, file_search.passages_prompt(hits, room)) if part)

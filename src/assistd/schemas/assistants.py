@@ -14,6 +14,7 @@ from assistd.schemas.common import (
     ReasoningEffort,
     RequestModel,
     ResponseFormat,
+    ResponseLanguage,
     Temperature,
     ToolResources,
     Tools,
@@ -35,6 +36,8 @@ class AssistantCreate(RequestModel):
     top_p: TopP | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
+    response_language: ResponseLanguage = None
+    response_language: ResponseLanguage = None
 
 
 class AssistantUpdate(RequestModel):
@@ -51,3 +54,4 @@ class AssistantUpdate(RequestModel):
     top_p: TopP | None = None
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
+    response_language: ResponseLanguage = None

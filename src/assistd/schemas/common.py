@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from assistd.apps import languages
+
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
@@ -41,6 +43,16 @@ Instructions = Annotated[str, StringConstraints(max_length=MAX_INSTRUCTIONS)]
 Temperature = Annotated[float, Field(ge=0, le=2)]
 TopP = Annotated[float, Field(ge=0, le=1)]
 ObjectId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def _check_language(value: str | None) -> str | None:
+    if value is not None and not languages.is_valid(value):
+        raise ValueError("response_language must be a language code or name (letters, spaces, hyphens; 1-64)")
+    return value
+
+
+# assistd extension: the language the model answers in (an ISO 639-1 code such as "fr", or a name)
+ResponseLanguage = Annotated[str | None, AfterValidator(_check_language)]
 
 
 class FunctionDefinition(RequestModel):

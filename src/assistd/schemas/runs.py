@@ -14,6 +14,7 @@ from assistd.schemas.common import (
     ReasoningEffort,
     RequestModel,
     ResponseFormat,
+    ResponseLanguage,
     Temperature,
     ToolResources,
     Tools,
@@ -61,6 +62,7 @@ class RunOptions(RequestModel):
     truncation_strategy: TruncationStrategy | None = None
     metadata: Metadata = None
     reasoning_effort: ReasoningEffort | None = None
+    response_language: ResponseLanguage = None
     stream: bool | None = None
 
 

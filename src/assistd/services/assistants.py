@@ -42,6 +42,7 @@ class AssistantService:
             top_p=body.top_p,
             response_format=to_stored(body.response_format),
             reasoning_effort=body.reasoning_effort,
+            response_language=body.response_language,
         )
         async with self.db.write() as session:
             assistants = AssistantRepository(session, principal.project_id)

@@ -13,10 +13,10 @@ from assistd.schemas.common import StaticChunking, StaticChunkingStrategy
 from assistd.schemas.vector_stores import VectorStoreFileCreate
 from assistd.services.files import FileService
 from assistd.services.principal import Principal
-from assistd.services.vector_stores import add_files, create_store
+from assistd.services.vector_stores import add_files, find_or_create_store
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.repositories import VectorStoreFileRepository, VectorStoreRepository
+from assistd.store.repositories import VectorStoreFileRepository
 
 
 class LocalIngest:
@@ -29,9 +29,7 @@ class LocalIngest:
     async def store(self, principal: Principal, name_or_id: str) -> tables.VectorStore:
         """The project's vector store with this id or name, made (with this name) if there is none."""
         async with self.db.write() as session:
-            stores = VectorStoreRepository(session, principal.project_id)
-            found = await stores.get(name_or_id) or await stores.named(name_or_id)
-            return found or await create_store(session, principal.project_id, name=name_or_id)
+            return await find_or_create_store(session, principal.project_id, name_or_id)
 
     async def ingest(
         self,

@@ -84,6 +84,7 @@ class RunService:
             max_prompt_tokens=body.max_prompt_tokens,
             max_completion_tokens=body.max_completion_tokens,
             truncation_strategy={"last_messages": None, **truncation},
+            response_language=body.response_language or assistant.response_language,
             attempts=0,
         )
 

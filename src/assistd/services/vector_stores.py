@@ -115,6 +115,13 @@ async def create_store(
     return row
 
 
+async def find_or_create_store(session: AsyncSession, project_id: str, name_or_id: str) -> tables.VectorStore:
+    """The project's vector store with this id or name (the newest of that name), made if there is none."""
+    stores = VectorStoreRepository(session, project_id)
+    found = await stores.get(name_or_id) or await stores.named(name_or_id)
+    return found or await create_store(session, project_id, name=name_or_id)
+
+
 class VectorStoreService:
     def __init__(self, db: Database, blobs: BlobStore, retriever: Retriever, wake: Callable[[], None]) -> None:
         self.db = db

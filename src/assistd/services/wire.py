@@ -25,6 +25,7 @@ def assistant(row: tables.Assistant) -> dict[str, Any]:
         "top_p": row.top_p,
         "response_format": row.response_format,
         "reasoning_effort": row.reasoning_effort,
+        "response_language": row.response_language,
     }
 
 
@@ -91,6 +92,7 @@ def run(row: tables.Run) -> dict[str, Any]:
         "response_format": row.response_format if row.response_format is not None else "auto",
         "tool_choice": row.tool_choice if row.tool_choice is not None else "auto",
         "parallel_tool_calls": row.parallel_tool_calls,
+        "response_language": row.response_language,
     }
 
 

@@ -55,6 +55,7 @@ class Assistant(Base):
     top_p: Mapped[float | None] = mapped_column(Float)
     response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
     reasoning_effort: Mapped[str | None] = mapped_column(String(16))
+    response_language: Mapped[str | None] = mapped_column(String(64))
 
 
 class Thread(Base):
@@ -131,6 +132,7 @@ class Run(Base):
     max_prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
     truncation_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response_language: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger)

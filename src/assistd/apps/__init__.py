@@ -1,0 +1,1 @@
+"""Ready-made applications (customer service, summariser, translator) built on assistants and runs."""
