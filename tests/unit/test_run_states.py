@@ -88,7 +88,10 @@ def world(tmp_path):
     return url
 
 
-async def setup_run(db: Database, **overrides) -> tables.Run:
+async def setup_run(
+    db: Database, user_text: str = "hello", assistant_metadata: dict | None = None, **overrides
+) -> tables.Run:
+    """A project, a thread with one user message and a queued run (and its assistant, given metadata)."""
     project = tables.Project(id=new_id("project"), name=new_id("project"), created_at=0)
     thread = tables.Thread(id=new_id("thread"), created_at=now(), metadata_={}, tool_resources=None)
     async with db.write() as session:
@@ -104,7 +107,7 @@ async def setup_run(db: Database, **overrides) -> tables.Run:
                 created_at=now(),
                 role="user",
                 status="completed",
-                content=[{"type": "text", "text": {"value": "hello", "annotations": []}}],
+                content=[{"type": "text", "text": {"value": user_text, "annotations": []}}],
                 metadata_={},
             )
         )
@@ -123,6 +126,17 @@ async def setup_run(db: Database, **overrides) -> tables.Run:
             "attempts": 0,
         }
         run = tables.Run(**{**fields, **overrides})
+        if assistant_metadata is not None:
+            session.add(
+                tables.Assistant(
+                    id=run.assistant_id,
+                    project_id=project.id,
+                    created_at=now(),
+                    model="fake",
+                    tools=[],
+                    metadata_=assistant_metadata,
+                )
+            )
         await RunRepository(session, project.id).add(run)
     return run
 

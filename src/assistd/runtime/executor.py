@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd.apps import languages
+from assistd.apps.condense import condense, is_summarizer
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
@@ -30,7 +31,7 @@ from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.queue import RunQueue
-from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
+from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search
 from assistd.tools.file_search import FileSearch
 
@@ -68,6 +69,14 @@ def _new_step(
         step_details=details,
         **values,
     )
+
+
+def _prompt_budget(run: tables.Run, engine: Any) -> int | None:
+    """The most prompt tokens a run may use: the context less room for the answer, and max_prompt_tokens."""
+    context = engine.context_length
+    room = min(run.max_completion_tokens or ANSWER_ROOM_TOKENS, context // 4) if context else 0
+    budgets = [limit for limit in (run.max_prompt_tokens, context - room if context else None) if limit]
+    return min(budgets) if budgets else None
 
 
 def _text_of(message: tables.Message) -> str:
@@ -190,7 +199,22 @@ class RunExecutor:
         if request is None:
             await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
             return
+        if (budget := _prompt_budget(run, engine)) is not None and await self._is_summarizer(run):
+            try:
+                condensed = await condense(engine, request, budget)
+            except AssistdError as exc:
+                await self._fail(run, "server_error", exc.message)
+                return
+            request = condensed.request
+            if condensed.rounds:
+                log.info("run %s: summarised its text part by part in %d round(s)", run.id, condensed.rounds)
+                run.usage = _usage(condensed.usage)  # counted into the run's usage with the answer's
         await self._generate(run, lost, engine, request, hits)
+
+    async def _is_summarizer(self, run: tables.Run) -> bool:
+        async with self.db.read() as session:
+            assistant = await AssistantRepository(session, run.project_id).get(run.assistant_id)
+        return assistant is not None and is_summarizer(assistant.metadata_)
 
     async def _search_files(self, run: tables.Run) -> list[Hit] | None:
         """Run the file_search tool once per run (a resumed run reuses its results); None without the tool."""
@@ -230,15 +254,13 @@ class RunExecutor:
     async def _fit(self, run: tables.Run, engine: Any, request: GenerationRequest) -> GenerationRequest | None:
         """Drop the oldest messages (never the instructions, never the last message) until the prompt fits the
         model's context, leaving room for the answer, and `max_prompt_tokens`. None if that limit cannot be met."""
-        context = engine.context_length
-        room = min(run.max_completion_tokens or ANSWER_ROOM_TOKENS, context // 4) if context else 0
-        budgets = [limit for limit in (run.max_prompt_tokens, context - room if context else None) if limit]
-        if not budgets:
+        budget = _prompt_budget(run, engine)
+        if budget is None:
             return request
         messages = list(request.messages or [])
         first = 1 if messages and messages[0]["role"] == "system" else 0
         while (tokens := await engine.count_prompt_tokens(replace(request, messages=messages))) is not None:
-            if tokens <= min(budgets) or len(messages) - first <= 1:
+            if tokens <= budget or len(messages) - first <= 1:
                 break
             del messages[first]
             while len(messages) - first > 1 and messages[first]["role"] == "tool":  # no result without its call
