@@ -97,3 +97,34 @@ def test_response_language_is_an_extension_field(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         client.beta.assistants.create(model=CHAT_MODEL, extra_body={"response_language": "fr; drop table"})
     assert caught.value.body["param"] == "response_language"
+
+
+DOCUMENT = """# Welcome, {name}
+
+Your order ships in %s days. Track it at https://example.com/track?id=42 or run `lamp-status --all`.
+
+```python
+def greet(name):
+    return f"Hello {name}!"  # keep me exactly
+```
+
+- Reply to {{support_email}} with questions.
+"""
+
+
+def test_translator_keeps_code_and_placeholders_byte_identical(env, client: openai.OpenAI) -> None:
+    assistant_id = install(env, "translator")
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": DOCUMENT}])
+    with client.beta.threads.runs.stream(
+        thread_id=thread.id, assistant_id=assistant_id, extra_body={"response_language": "fr"}
+    ) as stream:
+        streamed = "".join(
+            event.data.delta.content[0].text.value for event in stream if event.event == "thread.message.delta"
+        )
+        final = stream.get_final_messages()[0].content[0].text.value
+    assert streamed == final
+    fence = DOCUMENT[DOCUMENT.index("```python") : DOCUMENT.index("```\n", DOCUMENT.index("```python") + 3) + 4]
+    assert fence in final
+    for kept in ("{name}", "%s", "https://example.com/track?id=42", "`lamp-status --all`", "{{support_email}}"):
+        assert kept in final, kept
+    assert final.startswith("# ") and "\n- " in final

@@ -8,9 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import Any
 
-from assistd.apps.presets import APP_KEY, SUMMARIZER
 from assistd.engines.base import GenerationRequest, TextEngine, Usage
 
 PART_INSTRUCTIONS = (
@@ -82,8 +80,3 @@ async def _generate(engine: TextEngine, request: GenerationRequest) -> tuple[str
         text += chunk.text
         usage = chunk.usage or usage
     return text, usage
-
-
-def is_summarizer(metadata: dict[str, Any] | None) -> bool:
-    """Whether an assistant's metadata marks it as an installed summariser."""
-    return (metadata or {}).get(APP_KEY) == SUMMARIZER.name

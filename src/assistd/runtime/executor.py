@@ -17,7 +17,9 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd.apps import languages
-from assistd.apps.condense import condense, is_summarizer
+from assistd.apps.condense import condense
+from assistd.apps.presets import APP_KEY, SUMMARIZER, TRANSLATOR
+from assistd.apps.translate import ProtectedTranslation
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
@@ -191,6 +193,9 @@ class RunExecutor:
             run = moved
         try:
             engine = self.registry.text(run.model)
+            app = await self._app(run)
+            if app == TRANSLATOR.name:
+                engine = ProtectedTranslation(engine)
             hits = await self._search_files(run)
             request = await self._fit(run, engine, await self._request(run, engine, hits))
         except AssistdError as exc:
@@ -199,7 +204,7 @@ class RunExecutor:
         if request is None:
             await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
             return
-        if (budget := _prompt_budget(run, engine)) is not None and await self._is_summarizer(run):
+        if app == SUMMARIZER.name and (budget := _prompt_budget(run, engine)) is not None:
             try:
                 condensed = await condense(engine, request, budget)
             except AssistdError as exc:
@@ -211,10 +216,11 @@ class RunExecutor:
                 run.usage = _usage(condensed.usage)  # counted into the run's usage with the answer's
         await self._generate(run, lost, engine, request, hits)
 
-    async def _is_summarizer(self, run: tables.Run) -> bool:
+    async def _app(self, run: tables.Run) -> str | None:
+        """The preset the run's assistant was installed from (apps/presets.py), if any."""
         async with self.db.read() as session:
             assistant = await AssistantRepository(session, run.project_id).get(run.assistant_id)
-        return assistant is not None and is_summarizer(assistant.metadata_)
+        return (assistant.metadata_ or {}).get(APP_KEY) if assistant is not None else None
 
     async def _search_files(self, run: tables.Run) -> list[Hit] | None:
         """Run the file_search tool once per run (a resumed run reuses its results); None without the tool."""
