@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -326,3 +327,149 @@ def apps_list() -> None:
     for preset in PRESETS.values():
         table.add_row(preset.name, preset.description)
     console.print(table)
+
+
+BaseUrl = Annotated[
+    str | None,
+    typer.Option("--base-url", envvar="OPENAI_BASE_URL", help="The server's API URL, e.g. http://127.0.0.1:8000/v1."),
+]
+ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="OPENAI_API_KEY", help="An API key of the project.")]
+ModelOption = Annotated[str | None, typer.Option(help="Use (or install) the preset on this model.")]
+
+
+def _read(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        err_console.print(f"[red]error:[/red] {source} does not exist")
+        raise typer.Exit(2)
+    from assistd.retrieval.parsing import InvalidFile, UnsupportedFile, extract_text
+
+    try:
+        return extract_text(path.name, path.read_bytes())
+    except (UnsupportedFile, InvalidFile) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _client_call(action: Callable[[], None]) -> None:
+    """Run a client command; API and connection errors end it with a message and status 1."""
+    import openai
+
+    try:
+        action()
+    except openai.APIConnectionError as exc:
+        err_console.print(f"[red]error:[/red] cannot reach the server: {exc}")
+        raise typer.Exit(1) from None
+    except (openai.APIStatusError, RuntimeError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@app.command()
+def summarize(
+    source: Annotated[str, typer.Argument(help="A file to summarise, or - for standard input.")],
+    style: Annotated[str, typer.Option(help="paragraph, bullets, tldr or key-points (JSON).")] = "paragraph",
+    words: Annotated[int | None, typer.Option(help="Target length in words.")] = None,
+    model: ModelOption = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Summarise a document with the summarizer preset of a running server (streams the summary)."""
+    from assistd.apps import client as clients
+    from assistd.apps.presets import SUMMARY_STYLES, summary_run_options
+
+    if style not in SUMMARY_STYLES:
+        err_console.print(f"[red]error:[/red] --style must be one of {', '.join(SUMMARY_STYLES)}")
+        raise typer.Exit(2)
+    text = _read(source)
+
+    def run() -> None:
+        sdk = clients.connect(base_url, api_key)
+        assistant = clients.installed(sdk, "summarizer", model)
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": text}])
+        options = summary_run_options(style, words)
+        if style == "key-points":  # JSON is printed whole, indented, once it is complete
+            message = clients.ask(sdk, thread.id, assistant, lambda _: None, **options)
+            _write(clients.pretty_json(message.content[0].text.value) + "\n")
+        else:
+            clients.ask(sdk, thread.id, assistant, _write, **options)
+            _write("\n")
+
+    _client_call(run)
+
+
+@app.command()
+def translate(
+    source: Annotated[str, typer.Argument(help="A file to translate, or - for standard input.")],
+    to: Annotated[str, typer.Option("--to", help="Target language: a code (fr, pt-BR) or a name.")],
+    glossary: Annotated[Path | None, typer.Option(help='JSON object of fixed terms, e.g. {"lamp": "lampe"}.')] = None,
+    model: ModelOption = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Translate a document with the translator preset of a running server (streams the translation)."""
+    import json
+
+    from assistd.apps import client as clients
+    from assistd.apps.presets import translation_run_options
+
+    text = _read(source)
+    terms = None
+    if glossary is not None:
+        try:
+            terms = json.loads(glossary.read_text())
+        except (OSError, ValueError) as exc:
+            err_console.print(f"[red]error:[/red] cannot read the glossary: {exc}")
+            raise typer.Exit(2) from None
+
+    def run() -> None:
+        sdk = clients.connect(base_url, api_key)
+        assistant = clients.installed(sdk, "translator", model)
+        thread = sdk.beta.threads.create(messages=[{"role": "user", "content": text}])
+        clients.ask(sdk, thread.id, assistant, _write, **translation_run_options(to, terms))
+        if not text.endswith("\n"):
+            _write("\n")
+
+    _client_call(run)
+
+
+@app.command()
+def chat(
+    assistant: Annotated[
+        str | None, typer.Option(help="Assistant id (default: the newest customer-service install).")
+    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Talk with an assistant of a running server: one thread, answers streamed, citations listed."""
+    from assistd.apps import client as clients
+
+    def run() -> None:
+        sdk = clients.connect(base_url, api_key)
+        assistant_id = assistant or clients.installed(sdk, "customer-service", model)
+        thread = sdk.beta.threads.create()
+        interactive = sys.stdin.isatty()
+        while True:
+            if interactive:
+                _write("you> ")
+            line = sys.stdin.readline()
+            if not line:
+                break
+            if not line.strip():
+                continue
+            sdk.beta.threads.messages.create(thread.id, role="user", content=line.strip())
+            _write("assistant> ")
+            message = clients.ask(sdk, thread.id, assistant_id, _write)
+            _write("\n")
+            for citation in clients.citations(sdk, message):
+                _write(f"  {citation}\n")
+
+    _client_call(run)

@@ -4,6 +4,9 @@ against the real server and the bundled model."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -128,3 +131,50 @@ def test_translator_keeps_code_and_placeholders_byte_identical(env, client: open
     for kept in ("{name}", "%s", "https://example.com/track?id=42", "`lamp-status --all`", "{{support_email}}"):
         assert kept in final, kept
     assert final.startswith("# ") and "\n- " in final
+
+
+def client_cli(env, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`assistd ARGS` as a client of the session server, configured the OpenAI way (environment variables)."""
+    return subprocess.run(
+        [sys.executable, "-m", "assistd", *args],
+        env={**os.environ, "OPENAI_BASE_URL": f"{env.base_url}/v1", "OPENAI_API_KEY": env.key_a, "COLUMNS": "200"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cli_summarize_and_translate(env, tmp_path) -> None:
+    summary = client_cli(env, "summarize", str(FAQ), "--style", "key-points")
+    assert summary.returncode == 0, summary.stderr
+    jsonschema.validate(json.loads(summary.stdout), KEY_POINTS_FORMAT["json_schema"]["schema"])
+    bullets = client_cli(env, "summarize", "-", "--style", "bullets", "--words", "40", stdin=FAQ.read_text())
+    assert bullets.returncode == 0 and bullets.stdout.strip(), bullets.stderr
+
+    source = tmp_path / "welcome.md"
+    source.write_text(DOCUMENT)
+    translated = client_cli(env, "translate", "--to", "de", str(source))
+    assert translated.returncode == 0, translated.stderr
+    assert (
+        'return f"Hello {name}!"  # keep me exactly' in translated.stdout and "{{support_email}}" in translated.stdout
+    )
+
+
+def test_cli_chat_streams_answers_and_lists_citations(env, support) -> None:
+    result = client_cli(env, "chat", "--assistant", support.id, stdin="How long is the warranty on a lamp?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("assistant> ") and "faq.md" in result.stdout
+
+
+def test_cli_clients_need_a_key_and_a_server(env) -> None:
+    no_key = subprocess.run(
+        [sys.executable, "-m", "assistd", "summarize", str(FAQ)],
+        env={k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert no_key.returncode == 1 and "OPENAI_API_KEY" in no_key.stderr
+    unreachable = client_cli(env, "summarize", str(FAQ), "--base-url", "http://127.0.0.1:9/v1")
+    assert unreachable.returncode == 1 and "cannot reach the server" in unreachable.stderr
