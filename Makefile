@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/search_scale.py
+	$(BIN)/python bench/apps.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
