@@ -56,7 +56,10 @@ def ask(
         stream.until_done()
         messages = stream.get_final_messages()
         run = stream.get_final_run()
-    if run.status != "completed":
+    if run.status == "incomplete":
+        reason = run.incomplete_details.reason if run.incomplete_details else "unknown"
+        write(f"\n[cut off: {reason}]")
+    elif run.status != "completed":
         reason = run.last_error.message if run.last_error else run.status
         raise RuntimeError(f"the run ended {run.status}: {reason}")
     return messages[-1] if messages else None

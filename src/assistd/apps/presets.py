@@ -34,6 +34,8 @@ class Preset:
     tools: list[dict[str, Any]] = field(default_factory=list)
     temperature: float | None = None
     needs_vector_store: bool = False
+    # longest answer when the run sets no max_completion_tokens: small models tend to ramble on past the answer
+    answer_tokens: int | None = None
 
     def assistant_body(self, model: str, name: str | None = None) -> dict[str, Any]:
         """The body of `POST /v1/assistants` that installs this preset."""
@@ -61,6 +63,7 @@ CUSTOMER_SERVICE = Preset(
     tools=[{"type": "file_search", "file_search": {"max_num_results": 5}}, HANDOFF_TOOL],
     temperature=0.0,
     needs_vector_store=True,
+    answer_tokens=256,
 )
 
 SUMMARIZER = Preset(
@@ -111,14 +114,22 @@ KEY_POINTS_FORMAT: dict[str, Any] = {
 }
 
 
+SUMMARY_TOKENS_PER_WORD = 3  # room enough for any language; a model that rambles is cut off, not waited for
+DEFAULT_SUMMARY_TOKENS = 600
+
+
 def summary_run_options(style: str = "paragraph", words: int | None = None) -> dict[str, Any]:
-    """Run parameters (additional_instructions, and response_format for key points) for a summary style."""
+    """Run parameters for a summary style: additional_instructions, a max_completion_tokens bound from the target
+    length, and response_format for key points."""
     if style not in SUMMARY_STYLES:
         raise ValueError(f"unknown style {style!r}; choose one of {', '.join(SUMMARY_STYLES)}")
     instructions = SUMMARY_STYLES[style]
     if words:
         instructions += f" Use at most {words} words."
-    options: dict[str, Any] = {"additional_instructions": instructions}
+    options: dict[str, Any] = {
+        "additional_instructions": instructions,
+        "max_completion_tokens": max(64, SUMMARY_TOKENS_PER_WORD * words) if words else DEFAULT_SUMMARY_TOKENS,
+    }
     if style == "key-points":
         options["response_format"] = KEY_POINTS_FORMAT
     return options

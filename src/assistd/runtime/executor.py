@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from assistd.apps import languages
 from assistd.apps.condense import condense
-from assistd.apps.presets import APP_KEY, SUMMARIZER, TRANSLATOR
+from assistd.apps.presets import APP_KEY, PRESETS, SUMMARIZER, TRANSLATOR
 from assistd.apps.translate import ProtectedTranslation
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
@@ -204,6 +204,8 @@ class RunExecutor:
         if request is None:
             await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
             return
+        if app in PRESETS and request.max_tokens is None and PRESETS[app].answer_tokens:
+            request = replace(request, max_tokens=PRESETS[app].answer_tokens)  # a cut here still completes
         if app == SUMMARIZER.name and (budget := _prompt_budget(run, engine)) is not None:
             try:
                 condensed = await condense(engine, request, budget)
