@@ -25,7 +25,10 @@ assistant = client.beta.assistants.create(
     temperature=0,
 )
 thread = client.beta.threads.create(messages=[{"role": "user", "content": question}])
-run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id)
+# a bound on the answer: small models tend to ramble on past it
+run = client.beta.threads.runs.create_and_poll(
+    thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=256
+)
 text = client.beta.threads.messages.list(thread.id).data[0].content[0].text
 print(text.value)
 for annotation in text.annotations:

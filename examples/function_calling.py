@@ -33,7 +33,7 @@ while run.status == "requires_action":
         city = json.loads(call.function.arguments).get("city", "")
         print(f"model called {call.function.name}({city!r})")
         outputs.append({"tool_call_id": call.id, "output": WEATHER.get(city.strip().lower(), "unknown city")})
-    run = client.beta.threads.runs.submit_tool_outputs_and_poll(
+    run = client.beta.threads.runs.submit_tool_outputs_and_poll(  # then the model answers from the outputs
         run_id=run.id, thread_id=thread.id, tool_outputs=outputs
     )
 print(run.status, "-", client.beta.threads.messages.list(thread.id).data[0].content[0].text.value)

@@ -21,5 +21,7 @@ assistant = client.beta.assistants.create(
     model=os.environ.get("MODEL", "smollm2-135m-instruct"), instructions="Answer in one sentence."
 )
 thread = client.beta.threads.create(messages=[{"role": "user", "content": "Why is the sky blue?"}])
-with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id, event_handler=Printer()) as s:
+with client.beta.threads.runs.stream(
+    thread_id=thread.id, assistant_id=assistant.id, event_handler=Printer(), max_completion_tokens=120
+) as s:
     s.until_done()

@@ -45,6 +45,7 @@ run = client.beta.threads.runs.create_and_poll(
     assistant_id=assistant.id,
     additional_instructions=STYLES[style],
     response_format=KEY_POINTS if style == "key-points" else None,
+    max_completion_tokens=1200 if style == "key-points" else 400,  # small models tend to ramble on
 )
 summary = client.beta.threads.messages.list(thread.id).data[0].content[0].text.value
 print(json.dumps(json.loads(summary), indent=2) if style == "key-points" else summary)

@@ -52,9 +52,10 @@ def test_translate_file_keeps_code(env, tmp_path) -> None:
 
 def test_stream_events(env) -> None:
     output = run_example(env, "stream_events.py")
-    assert output.startswith("[step message_creation]") and output.rstrip().endswith("[run completed]")
+    assert output.startswith("[step message_creation]")
+    assert output.rstrip().endswith(("[run completed]", "[run incomplete]"))  # incomplete: cut at 120 tokens
 
 
 def test_function_calling_loop(env) -> None:
     output = run_example(env, "function_calling.py")
-    assert "model called get_weather(" in output and "completed -" in output
+    assert "model called get_weather(" in output and ("completed -" in output or "incomplete -" in output)

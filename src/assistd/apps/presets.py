@@ -116,6 +116,7 @@ KEY_POINTS_FORMAT: dict[str, Any] = {
 
 SUMMARY_TOKENS_PER_WORD = 3  # room enough for any language; a model that rambles is cut off, not waited for
 DEFAULT_SUMMARY_TOKENS = 600
+KEY_POINTS_TOKENS = 1200
 
 
 def summary_run_options(style: str = "paragraph", words: int | None = None) -> dict[str, Any]:
@@ -130,6 +131,8 @@ def summary_run_options(style: str = "paragraph", words: int | None = None) -> d
         "additional_instructions": instructions,
         "max_completion_tokens": max(64, SUMMARY_TOKENS_PER_WORD * words) if words else DEFAULT_SUMMARY_TOKENS,
     }
+    if style == "key-points":  # JSON cut short is no JSON: leave room for its syntax and every point
+        options["max_completion_tokens"] = max(options["max_completion_tokens"], KEY_POINTS_TOKENS)
     if style == "key-points":
         options["response_format"] = KEY_POINTS_FORMAT
     return options

@@ -81,6 +81,13 @@ def _prompt_budget(run: tables.Run, engine: Any) -> int | None:
     return min(budgets) if budgets else None
 
 
+def _function_calls(step: tables.RunStep) -> list[dict[str, Any]]:
+    """The function calls of a tool_calls step (none for other steps, or for file_search calls)."""
+    if step.type != "tool_calls":
+        return []
+    return [call for call in step.step_details.get("tool_calls", []) if call["type"] == "function"]
+
+
 def _text_of(message: tables.Message) -> str:
     return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
@@ -303,8 +310,8 @@ class RunExecutor:
         for message in messages:
             conversation.append({"role": message.role, "content": _text_of(message)})
         for step in steps:
-            calls = [c for c in step.step_details.get("tool_calls", []) if c["type"] == "function"]
-            if step.type != "tool_calls" or not calls:
+            calls = _function_calls(step)
+            if not calls:
                 continue
             conversation.append(
                 {
@@ -328,8 +335,9 @@ class RunExecutor:
         tool_choice = run.tool_choice
         if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
             tool_choice = "auto"  # a hosted tool forced: file_search has run already; code_interpreter is not served
-        if steps and steps[-1].type == "tool_calls" and tool_choice == "required":
-            tool_choice = "auto"  # after the outputs, the model may answer
+        forced = tool_choice == "required" or isinstance(tool_choice, dict)
+        if forced and any(_function_calls(step) for step in steps):
+            tool_choice = "auto"  # the forced call was made; with its output the model may answer
         response_format = run.response_format if run.response_format not in (None, "auto") else None
         return GenerationRequest(
             messages=conversation,
