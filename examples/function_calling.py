@@ -25,9 +25,12 @@ thread = client.beta.threads.create(messages=[{"role": "user", "content": "What 
 run = client.beta.threads.runs.create_and_poll(
     thread_id=thread.id,
     assistant_id=assistant.id,
-    tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    tool_choice={"type": "function", "function": {"name": "get_weather"}},  # small models: make sure it calls
+    max_completion_tokens=200,  # and bound the answer: they tend to ramble on
 )
-while run.status == "requires_action":
+rounds = 0
+while run.status == "requires_action" and rounds < 5:  # a small model may keep calling; give it five rounds
+    rounds += 1
     outputs = []
     for call in run.required_action.submit_tool_outputs.tool_calls:
         city = json.loads(call.function.arguments).get("city", "")

@@ -178,3 +178,14 @@ def test_cli_clients_need_a_key_and_a_server(env) -> None:
     assert no_key.returncode == 1 and "OPENAI_API_KEY" in no_key.stderr
     unreachable = client_cli(env, "summarize", str(FAQ), "--base-url", "http://127.0.0.1:9/v1")
     assert unreachable.returncode == 1 and "cannot reach the server" in unreachable.stderr
+
+
+def test_summarizer_reads_a_text_longer_than_the_context(env, client: openai.OpenAI) -> None:
+    assistant_id = install(env, "summarizer")
+    faq = FAQ.read_text()
+    long_text = "\n\n".join([faq] * 60)  # about 2.5 times the bundled model's 8,192-token context
+    run, reply = ask(client, assistant_id, long_text, **summary_run_options("tldr", words=40))
+    assert run.status in ("completed", "incomplete"), run.last_error  # incomplete: cut at the target length
+    assert reply.content[0].text.value.strip()
+    # every part was read: the prompts of the part summaries add up to more than the whole context
+    assert run.usage.prompt_tokens > 8192

@@ -14,7 +14,7 @@ from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
 from assistd.runtime import states
 from assistd.runtime.events import EventBus
-from assistd.runtime.executor import ExecutorSettings, RunExecutor
+from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
 from assistd.services.clock import now
 from assistd.store import tables
 from assistd.store.database import Database
@@ -296,3 +296,40 @@ def test_response_language_reaches_the_instructions(world, language, named) -> N
     system = engine.requests[0].messages[0]
     assert system["role"] == "system" and system["content"].startswith("be nice\n\n")
     assert f"Always write your answers in {named}" in system["content"]
+
+
+def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
+    """Each submit_tool_outputs queues the run again; only interruptions of one leg may count toward failing it."""
+    from assistd.schemas.runs import SubmitToolOutputs
+    from assistd.services.principal import Principal
+    from assistd.services.runs import RunService
+
+    engine = ScriptedEngine()
+    tools = [{"type": "function", "function": {"name": "f"}}]
+
+    async def scenario() -> tables.Run:
+        db = Database(world)
+        registry = ModelRegistry({"fake": engine}, {}, 0)
+        executor = RunExecutor(db, registry, EventBus(), ExecutorSettings(30, 600))
+        service = RunService(db, registry, EventBus(), lambda: None)
+        run = await setup_run(db, tools=tools)
+        for round_index in range(MAX_ATTEMPTS + 2):
+            call_id = f"call_{round_index}"
+            engine.script = [
+                Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", "{}"),)),
+                Chunk(finish_reason="tool_calls", usage=Usage(5, 3)),
+            ]
+            claimed = await RunQueue(db).claim("w1", time.time(), 30)
+            await executor.execute(claimed, "w1")
+            principal = Principal(project_id=run.project_id, key_id="test")
+            body = SubmitToolOutputs(tool_outputs=[{"tool_call_id": call_id, "output": "ok"}])
+            await service.submit_tool_outputs(principal, run.thread_id, run.id, body, stream=False)
+        engine.script = [Chunk(text="done"), Chunk(finish_reason="stop", usage=Usage(5, 1))]
+        await executor.execute(await RunQueue(db).claim("w1", time.time(), 30), "w1")
+        async with db.read() as session:
+            final = await RunRepository(session, run.project_id).get(run.id)
+        await db.dispose()
+        return final
+
+    final = asyncio.run(scenario())
+    assert final.status == "completed", final.last_error

@@ -261,8 +261,14 @@ class RunService:
                         step.step_details = {"type": "tool_calls", "tool_calls": calls}
                         step.status, step.completed_at = "completed", now()
                 runs = RunRepository(session, principal.project_id)
+                # a fresh job: its attempts count interruptions of this leg, not the tool rounds before it
                 if not await runs.transition(
-                    run_id, states.sources_of("queued"), status="queued", required_action=None, expires_at=None
+                    run_id,
+                    states.sources_of("queued"),
+                    status="queued",
+                    required_action=None,
+                    expires_at=None,
+                    attempts=0,
                 ):
                     raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
                 await session.refresh(run)
