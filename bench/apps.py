@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import warnings
 from pathlib import Path
 
 import jsonschema
@@ -162,6 +163,7 @@ def main() -> int:
     parser.add_argument("--model", default="smollm2-135m-instruct", help="model id of the server's models file")
     parser.add_argument("--context-tokens", type=int, default=8192, help="the model's context (sizes the long text)")
     arguments = parser.parse_args()
+    warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks the Assistants API deprecated
     with running_server() as server:
         client = openai.OpenAI(api_key=server.api_key, base_url=f"{server.base_url}/v1", max_retries=0, timeout=600)
         lines = customer_service(client, arguments.model)
