@@ -29,7 +29,11 @@ run = client.beta.threads.runs.create_and_poll(
     max_completion_tokens=200,  # and bound the answer: they tend to ramble on
 )
 rounds = 0
-while run.status == "requires_action" and rounds < 5:  # a small model may keep calling; give it five rounds
+while run.status == "requires_action":
+    if rounds == 5:  # a small model may keep calling the tool instead of answering: stop it
+        run = client.beta.threads.runs.cancel(run_id=run.id, thread_id=thread.id)
+        print("no answer after 5 rounds of tool calls; run cancelled")
+        break
     rounds += 1
     outputs = []
     for call in run.required_action.submit_tool_outputs.tool_calls:
@@ -39,4 +43,5 @@ while run.status == "requires_action" and rounds < 5:  # a small model may keep 
     run = client.beta.threads.runs.submit_tool_outputs_and_poll(  # then the model answers from the outputs
         run_id=run.id, thread_id=thread.id, tool_outputs=outputs
     )
-print(run.status, "-", client.beta.threads.messages.list(thread.id).data[0].content[0].text.value)
+else:
+    print(run.status, "-", client.beta.threads.messages.list(thread.id).data[0].content[0].text.value)

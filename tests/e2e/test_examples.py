@@ -58,4 +58,7 @@ def test_stream_events(env) -> None:
 
 def test_function_calling_loop(env) -> None:
     output = run_example(env, "function_calling.py")
-    assert "model called get_weather(" in output and ("completed -" in output or "incomplete -" in output)
+    assert output.startswith("model called get_weather(")
+    # the model answers (completed, or cut at the example's token bound), or keeps calling and is stopped
+    last = output.splitlines()[-1]
+    assert last.startswith(("completed -", "incomplete -")) or last.endswith("run cancelled"), output
