@@ -177,16 +177,19 @@ class FileSearch:
         )
 
     async def _ready_stores(self, project_id: str, wanted: list[str]) -> list[tables.VectorStore]:
-        """The project's live stores among `wanted`, once none has files still being ingested (or the wait ends)."""
+        """The project's live stores among `wanted`, once none has files still being ingested (or the wait ends);
+        they are marked active then. The wait itself only reads."""
         deadline = time.monotonic() + INGESTION_WAIT_SECONDS
         while True:
             moment = now()
-            async with self.db.write() as session:
+            async with self.db.read() as session:
                 found = await VectorStoreRepository(session, project_id).get_many(wanted)
                 stores = [s for s in found if (wire.vector_store_expires_at(s) or moment + 1) > moment]
-                await VectorStoreRepository(session, project_id).touch([s.id for s in stores], moment)
                 files = VectorStoreFileRepository(session, project_id)
                 busy = [s for s in stores if (await files.counts(s.id))["in_progress"]]
             if not busy or time.monotonic() >= deadline:
-                return stores
+                break
             await asyncio.sleep(INGESTION_POLL_SECONDS)
+        async with self.db.write() as session:
+            await VectorStoreRepository(session, project_id).touch([s.id for s in stores], moment)
+        return stores
