@@ -11,7 +11,6 @@ from fastapi.responses import StreamingResponse
 from assistd.api import sse
 from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
-from assistd.runtime import states
 from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.services.runs import Started
 from assistd.store.pagination import PageRequest
@@ -19,31 +18,27 @@ from assistd.store.pagination import PageRequest
 router = APIRouter(tags=["runs"])
 
 POLL_AFTER_MS = "250"  # the SDK's poll helpers wait this long between retrievals instead of a second
-STOPPING_EVENTS = {f"thread.run.{status}" for status in states.TERMINAL} | {"thread.run.requires_action"}
 
 
 def _poll_hint(response: Response) -> None:
     response.headers["openai-poll-after-ms"] = POLL_AFTER_MS
 
 
-def _answer(started: Started, services, response: Response) -> dict[str, Any] | StreamingResponse:
+def _answer(started: Started, response: Response) -> dict[str, Any] | StreamingResponse:
     """The run as JSON, or its events as SSE until it stops or needs tool outputs."""
-    if started.events is None:
+    subscription = started.events
+    if subscription is None:
         _poll_hint(response)
         return started.run
-    bus, run_id, queue = services.bus, started.run["id"], started.events
 
     async def messages() -> AsyncIterator[bytes]:
         try:
             for event in started.prelude:
                 yield sse.encode(event.data, event.name)
-            while True:
-                event = await queue.get()
+            async for event in subscription:  # it ends with the event that says the run stopped
                 yield sse.encode(event.data, event.name)
-                if event.name in STOPPING_EVENTS:
-                    break
         finally:
-            bus.unsubscribe(run_id, queue)  # the run goes on without us
+            await subscription.close()  # the run goes on without us
         yield sse.encode(sse.DONE, "done")
 
     return sse.response(messages())
@@ -54,7 +49,7 @@ async def create_thread_and_run(
     body: ThreadAndRunCreate, caller: Caller, services: ServicesDep, response: Response, key: IdempotencyKey = None
 ) -> dict[str, Any] | StreamingResponse:
     started = await services.runs.create_thread_and_run(caller, body, idempotency_key=key, stream=bool(body.stream))
-    return _answer(started, services, response)
+    return _answer(started, response)
 
 
 @router.post("/v1/threads/{thread_id}/runs", response_model=None)
@@ -67,7 +62,7 @@ async def create_run(
     key: IdempotencyKey = None,
 ) -> dict[str, Any] | StreamingResponse:
     started = await services.runs.create(caller, thread_id, body, idempotency_key=key, stream=bool(body.stream))
-    return _answer(started, services, response)
+    return _answer(started, response)
 
 
 @router.get("/v1/threads/{thread_id}/runs")
@@ -103,7 +98,7 @@ async def submit_tool_outputs(
     thread_id: str, run_id: str, body: SubmitToolOutputs, caller: Caller, services: ServicesDep, response: Response
 ) -> dict[str, Any] | StreamingResponse:
     started = await services.runs.submit_tool_outputs(caller, thread_id, run_id, body, stream=bool(body.stream))
-    return _answer(started, services, response)
+    return _answer(started, response)
 
 
 @router.get("/v1/threads/{thread_id}/runs/{run_id}/steps")

@@ -6,7 +6,6 @@ the events subscribes to the bus before the run is committed, so it cannot miss 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
 from assistd.runtime import states
-from assistd.runtime.events import Event, EventBus
+from assistd.runtime.events import Event, EventBus, Subscription
 from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.schemas.threads import ThreadCreate
 from assistd.services import wire
@@ -45,7 +44,7 @@ class Started:
 
     run: dict[str, Any]
     prelude: list[Event]
-    events: asyncio.Queue[Event] | None
+    events: Subscription | None
 
 
 def _pick(value: Any, fallback: Any) -> Any:
@@ -156,20 +155,20 @@ class RunService:
     async def _queue(
         self, session, principal: Principal, run: tables.Run, key: str | None, stream: bool, prelude: list[Event]
     ) -> Started:
-        events = self.bus.subscribe(run.id) if stream else None
+        events = await self.bus.subscribe(run.id) if stream else None
         try:
             await RunRepository(session, principal.project_id).add(run)
             await remember(session, key, principal.project_id, run)
             await session.flush()
         except IntegrityError as exc:  # the one-active-run index: a concurrent create won
             if events is not None:
-                self.bus.unsubscribe(run.id, events)
+                await events.close()
             raise InvalidRequest(
                 f"Thread {run.thread_id} already has an active run.", param="thread_id", code="run_active"
             ) from exc
         except BaseException:
             if events is not None:
-                self.bus.unsubscribe(run.id, events)
+                await events.close()
             raise
         body = wire.run(run)
         prelude = [*prelude, Event("thread.run.created", body), Event("thread.run.queued", body)]
@@ -229,7 +228,7 @@ class RunService:
     async def submit_tool_outputs(
         self, principal: Principal, thread_id: str, run_id: str, body: SubmitToolOutputs, *, stream: bool
     ) -> Started:
-        events = self.bus.subscribe(run_id) if stream else None
+        events = await self.bus.subscribe(run_id) if stream else None
         try:
             async with self.db.write() as session:
                 run = await self._require_run(session, principal, thread_id, run_id)
@@ -274,7 +273,7 @@ class RunService:
                 await session.refresh(run)
         except BaseException:
             if events is not None:
-                self.bus.unsubscribe(run_id, events)
+                await events.close()
             raise
         body_out = wire.run(run)
         self.wake()

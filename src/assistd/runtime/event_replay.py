@@ -1,0 +1,147 @@
+"""A run's events derived from the store, for subscribers that cannot get them from a bus.
+
+A replay starts from what is stored when a subscriber subscribes and learns each event the subscriber is given
+(`seen`); `changes` reads the run, its steps and its messages and returns the events that bring the subscriber
+up to date, in the order the executor publishes them, with the same shapes. It has no token deltas: a message
+that got none is sent whole in one delta before `thread.message.completed`, so `on_text_delta` still sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from assistd.runtime import states
+from assistd.services import wire
+from assistd.store import tables
+from assistd.store.database import Database
+
+Named = tuple[str, dict[str, Any]]
+STOPPING_STATUSES = states.TERMINAL | {"requires_action"}
+_STEP_ENDS = ("completed_at", "cancelled_at", "failed_at", "expired_at")
+_MESSAGE_ENDS = ("completed_at", "incomplete_at", "incomplete_details")
+_UNFINISHED_STEP = {"status": "in_progress", **dict.fromkeys(_STEP_ENDS)}
+_UNFINISHED_MESSAGE = {"status": "in_progress", "content": [], **dict.fromkeys(_MESSAGE_ENDS)}
+
+
+def _run_state(shown: dict[str, Any]) -> tuple[str, Any]:
+    """What tells two announcements of a run apart: a second requires_action has other tool calls."""
+    return shown["status"], shown["required_action"]
+
+
+def _whole_text(message: tables.Message) -> dict[str, Any]:
+    """A thread.message.delta carrying all of the message's content (annotations indexed as the SDK expects)."""
+    content = []
+    for index, block in enumerate(message.content):
+        if block.get("type") == "text":
+            text = block["text"]
+            annotations = [{"index": i, **a} for i, a in enumerate(text.get("annotations") or [])]
+            block = {"type": "text", "text": {"value": text["value"], "annotations": annotations}}
+        content.append({"index": index, **block})
+    return {"id": message.id, "object": "thread.message.delta", "delta": {"content": content}}
+
+
+class RunReplay:
+    def __init__(self, db: Database, run_id: str) -> None:
+        self.db = db
+        self.run_id = run_id
+        self._run: tuple[str, Any] | None = None
+        self._steps: dict[str, str] = {}  # id → the status last announced
+        self._messages: dict[str, str] = {}
+        self._streamed: set[str] = set()  # messages whose text the subscriber got (or needs not get) in deltas
+
+    @classmethod
+    async def start(cls, db: Database, run_id: str) -> RunReplay:
+        """A replay that takes what is stored now as already known."""
+        replay = cls(db, run_id)
+        run, steps, messages = await replay._load()
+        if run is not None:
+            replay._run = _run_state(wire.run(run))
+        replay._steps = {step.id: step.status for step in steps}
+        replay._messages = {message.id: message.status for message in messages}
+        replay._streamed = set(replay._messages)
+        return replay
+
+    def seen(self, name: str, data: dict[str, Any]) -> None:
+        """The subscriber was given this event."""
+        delta = name.endswith(".delta")
+        if name.startswith("thread.run.step."):
+            if not delta:
+                self._steps[data["id"]] = data["status"]
+        elif name.startswith("thread.message."):
+            if delta:
+                self._streamed.add(data["id"])
+            else:
+                self._messages[data["id"]] = data["status"]
+        elif name.startswith("thread.run."):
+            self._run = _run_state(data)
+
+    def announced(self, object_id: str) -> bool:
+        """Whether the subscriber knows this step or message (a delta for one it does not know would break it)."""
+        return object_id in self._steps or object_id in self._messages
+
+    async def changes(self) -> list[Named]:
+        """The events from what the subscriber knows to what is stored; a stopping run event comes last."""
+        run, steps, messages = await self._load()
+        if run is None:
+            return []
+        events: list[Named] = []
+        stopping: list[Named] = []
+        shown = wire.run(run)
+        if run.status != "queued" and _run_state(shown) != self._run:  # queued is in every stream's prelude
+            (stopping if run.status in STOPPING_STATUSES else events).append((f"thread.run.{run.status}", shown))
+        unlinked = {message.id: message for message in messages}
+        for step in steps:
+            linked = step.step_details.get("message_creation", {}).get("message_id")
+            message = unlinked.pop(linked, None) if step.type == "message_creation" else None
+            events += self._step(step, message)
+        for message in unlinked.values():
+            events += self._message(message)
+        return events + stopping
+
+    def _step(self, step: tables.RunStep, message: tables.Message | None) -> list[Named]:
+        shown = wire.run_step(step)
+        events: list[Named] = []
+        if step.id not in self._steps:
+            opened = {**shown, **_UNFINISHED_STEP}
+            events += [("thread.run.step.created", opened), ("thread.run.step.in_progress", opened)]
+        if message is not None:
+            events += self._message(message)
+        if step.status != "in_progress" and self._steps.get(step.id) != step.status:
+            events.append((f"thread.run.step.{step.status}", shown))
+        return events
+
+    def _message(self, message: tables.Message) -> list[Named]:
+        shown = wire.message(message)
+        events: list[Named] = []
+        if message.id not in self._messages:
+            opened = {**shown, **_UNFINISHED_MESSAGE}
+            events += [("thread.message.created", opened), ("thread.message.in_progress", opened)]
+        if message.status != "in_progress" and self._messages.get(message.id) != message.status:
+            if message.id not in self._streamed and message.content:
+                events.append(("thread.message.delta", _whole_text(message)))
+            events.append((f"thread.message.{message.status}", shown))
+        return events
+
+    async def _load(self) -> tuple[tables.Run | None, list[tables.RunStep], list[tables.Message]]:
+        """The run, its steps and its messages (read across projects by id, as the worker does)."""
+        async with self.db.read() as session:
+            run = await session.get(tables.Run, self.run_id)
+            if run is None:
+                return None, [], []
+            steps = await session.scalars(
+                select(tables.RunStep)
+                .where(tables.RunStep.project_id == run.project_id, tables.RunStep.run_id == run.id)
+                .order_by(tables.RunStep.id)
+            )
+            messages = await session.scalars(
+                select(tables.Message)
+                .where(
+                    tables.Message.project_id == run.project_id,
+                    tables.Message.thread_id == run.thread_id,
+                    tables.Message.run_id == run.id,
+                )
+                .order_by(tables.Message.id)
+            )
+            return run, list(steps.all()), list(messages.all())
