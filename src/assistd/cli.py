@@ -57,7 +57,7 @@ def _prepare() -> Settings:
 
 def _with_projects(settings: Settings, action: Callable[[ProjectService], Awaitable[T]]) -> T:
     async def run() -> T:
-        db = Database(settings.resolved_database_url)
+        db = Database.from_settings(settings)
         try:
             return await action(ProjectService(db))
         finally:
@@ -88,32 +88,71 @@ def _save_first_key(settings: Settings, created: CreatedKey) -> None:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (each with the settings of the environment).")
+    ] = 1,
+) -> None:
     """Apply migrations, create a first project and key if there is none, and serve the API."""
     import uvicorn
 
     from assistd import logs
-    from assistd.app import create_app, load_registry
-    from assistd.engines.registry import ConfigError
+    from assistd.app import create_app
 
+    if workers > 1:
+        os.environ["ASSISTD_API_PROCESSES"] = str(workers)  # read by each process's settings
     settings = _prepare()
     logs.configure(settings.log_level)
-    try:
-        registry = load_registry(settings)
-    except ConfigError as exc:
-        err_console.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
+    registry = _load_models(settings)
     created = _with_projects(settings, lambda projects: projects.ensure_first_key())
     if created is not None:
         _save_first_key(settings, created)
-    uvicorn.run(
-        create_app(settings, registry),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    options = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False}
+    if workers > 1:  # each process loads its own models
+        uvicorn.run("assistd.app:create_app_from_environment", factory=True, workers=workers, **options)
+    else:
+        uvicorn.run(create_app(settings, registry), server_header=False, **options)
+
+
+@app.command()
+def worker() -> None:
+    """Execute runs and ingest files from the shared store, without serving HTTP (run any number of these)."""
+    import signal
+
+    from assistd import logs
+    from assistd.runtime.components import Components
+
+    settings = _prepare()
+    logs.configure(settings.log_level)
+    registry = _load_models(settings)
+
+    async def work() -> None:
+        parts = Components.build(settings, registry, with_worker=True)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        assert parts.worker is not None
+        parts.worker.start()
+        err_console.print(f"worker {parts.worker.worker_id} started (concurrency {settings.worker_concurrency})")
+        try:
+            await stopping.wait()
+        finally:
+            await parts.close()
+            await registry.close()
+
+    asyncio.run(work())
+
+
+def _load_models(settings: Settings):
+    from assistd.app import load_registry
+    from assistd.engines.registry import ConfigError
+
+    try:
+        return load_registry(settings)
+    except ConfigError as exc:
+        err_console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 @db_app.command("upgrade")
@@ -230,7 +269,7 @@ def ingest(
         except ConfigError as exc:
             err_console.print(f"[red]invalid configuration:[/red] {exc}")
             raise typer.Exit(2) from None
-        db = Database(settings.resolved_database_url)
+        db = Database.from_settings(settings)
         blobs = BlobStore(settings.resolved_files_dir)
         ingestor = Ingestor(
             db, blobs, registry.embedding(settings.embedding_model), TokenChunker(), settings.run_lease_seconds
@@ -299,7 +338,7 @@ def apps_install(
     settings = _prepare()
 
     async def run() -> str:
-        db = Database(settings.resolved_database_url)
+        db = Database.from_settings(settings)
         try:
             principal = await ProjectService(db).principal_for(project)
             body = chosen.assistant_body(model or DEFAULT_TEXT_MODEL, name)

@@ -23,6 +23,31 @@ class Settings(BaseSettings):
         None,
         description="SQLAlchemy async URL of the store; default: SQLite file `assistd.db` in the data directory.",
     )
+    database_pool_size: int = Field(
+        10, ge=1, description="PostgreSQL: connections each process keeps open (plus as many again at peaks)."
+    )
+    database_pool_timeout: float = Field(
+        30.0, gt=0, description="PostgreSQL: seconds a request waits for a free connection before it fails (503)."
+    )
+    database_connect_timeout: float = Field(
+        5.0, gt=0, description="PostgreSQL: seconds one connection attempt may take."
+    )
+    database_retry_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="PostgreSQL: how long a lost connection is retried (with backoff) before a request gets 503.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="Redis URL (`redis://host:6379/0`) carrying run events between processes; unset: in-process "
+        "events, or events read from the database when several processes share it.",
+    )
+    embedded_worker: bool = Field(
+        True, description="Whether `assistd serve` runs a worker in its own process; false when `assistd worker` runs."
+    )
+    api_processes: int = Field(
+        1, ge=1, description="API processes sharing the store; `assistd serve --workers N` sets it to N."
+    )
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes; larger bodies get 413."
     )
@@ -34,7 +59,7 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(
         None, description="TOML file of models (engines, aliases); default: the bundled local models."
     )
-    worker_concurrency: int = Field(4, ge=1, description="Runs one embedded worker executes at the same time.")
+    worker_concurrency: int = Field(4, ge=1, description="Runs one worker executes at the same time.")
     run_lease_seconds: float = Field(
         30.0, gt=0, description="How long a worker's claim on a run lasts without a heartbeat (crash takeover time)."
     )
@@ -50,7 +75,7 @@ class Settings(BaseSettings):
     embedding_model: str = Field(
         "all-minilm-l6-v2", description="Model (from the models file) that embeds vector store chunks and queries."
     )
-    ingest_concurrency: int = Field(1, ge=1, description="Files one embedded worker ingests at the same time.")
+    ingest_concurrency: int = Field(1, ge=1, description="Files one worker ingests at the same time.")
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property

@@ -118,7 +118,7 @@ def test_list_messages_by_run_id(client: openai.OpenAI, env) -> None:
     ids = [client.beta.threads.messages.create(thread.id, role="user", content=str(i)).id for i in range(3)]
 
     async def tag() -> None:
-        db = Database(f"sqlite+aiosqlite:///{env.server.data_dir / 'assistd.db'}")
+        db = Database(env.server.database_url)
         async with db.write() as session:
             await session.execute(update(tables.Message).where(tables.Message.id.in_(ids[:2])).values(run_id="run_x"))
         await db.dispose()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
+
+from tests.server import query_value
 
 
 def count_rows(env, table: str) -> int:
-    with sqlite3.connect(f"file:{env.server.data_dir / 'assistd.db'}?mode=ro", uri=True) as db:
-        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return query_value(env.server.database_url, f"SELECT count(*) FROM {table}")
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
 from assistd.runtime import states
-from assistd.runtime.events import EventBus
+from assistd.runtime.events import LocalEventBus
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
 from assistd.services.clock import now
 from assistd.store import tables
@@ -141,12 +141,22 @@ async def setup_run(
     return run
 
 
+class Recording(LocalEventBus):
+    """Remembers the names of the events published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def publish(self, run_id: str, name: str, data: dict) -> None:
+        self.names.append(name)
+
+
 async def drive(url: str, engine: ScriptedEngine, **overrides) -> tuple[tables.Run, list[str], list[tables.RunStep]]:
     db = Database(url)
-    bus = EventBus()
+    bus = Recording()
     executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), bus, ExecutorSettings(30, 600))
     run = await setup_run(db, **overrides)
-    events = bus.subscribe(run.id)
     claimed = await RunQueue(db).claim("w1", time.time(), 30)
     assert claimed is not None and claimed.id == run.id
     assert await RunQueue(db).claim("w2", time.time(), 30) is None, "a claimed run is nobody else's"
@@ -155,10 +165,7 @@ async def drive(url: str, engine: ScriptedEngine, **overrides) -> tuple[tables.R
         final = await RunRepository(session, run.project_id).get(run.id)
         steps = await RunStepRepository(session, run.project_id).for_run(run.id)
     await db.dispose()
-    names = []
-    while not events.empty():
-        names.append(events.get_nowait().name)
-    return final, names, steps
+    return final, bus.names, steps
 
 
 def test_text_completes(world) -> None:
@@ -223,7 +230,7 @@ def test_cancel_while_generating(world) -> None:
         engine.script = [Chunk(text=str(i)) for i in range(200)] + [Chunk(finish_reason="stop", usage=Usage(1, 200))]
         engine.delay = 0.01  # two seconds in all: time enough to cancel it half-way
         db = Database(world)
-        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), EventBus(), ExecutorSettings(30, 600))
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), LocalEventBus(), ExecutorSettings(30, 600))
         run = await setup_run(db)
         claimed = await RunQueue(db).claim("w1", time.time(), 30)
         task = asyncio.create_task(executor.execute(claimed, "w1"))
@@ -267,7 +274,7 @@ def test_heartbeat_keeps_a_quiet_run_leased(world) -> None:
         engine.script = [Chunk(text="late"), Chunk(finish_reason="stop", usage=Usage(1, 1))]
         engine.delay = 1.0  # more than three leases of 0.3 s without a token
         db = Database(world)
-        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), EventBus(), ExecutorSettings(0.3, 600))
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), LocalEventBus(), ExecutorSettings(0.3, 600))
         run = await setup_run(db)
         claimed = await RunQueue(db).claim("w1", time.time(), 0.3)
         task = asyncio.create_task(executor.execute(claimed, "w1"))
@@ -310,8 +317,8 @@ def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
     async def scenario() -> tables.Run:
         db = Database(world)
         registry = ModelRegistry({"fake": engine}, {}, 0)
-        executor = RunExecutor(db, registry, EventBus(), ExecutorSettings(30, 600))
-        service = RunService(db, registry, EventBus(), lambda: None)
+        executor = RunExecutor(db, registry, LocalEventBus(), ExecutorSettings(30, 600))
+        service = RunService(db, registry, LocalEventBus(), lambda: None)
         run = await setup_run(db, tools=tools)
         for round_index in range(MAX_ATTEMPTS + 2):
             call_id = f"call_{round_index}"

@@ -1,7 +1,8 @@
 """The one mapping from errors to OpenAI error bodies: {"error": {"message", "type", "param", "code"}}.
 
 Typed errors (assistd.errors), request validation (400 instead of FastAPI's 422), Starlette's HTTP errors
-(unknown route, wrong method, unparseable body, too large) and, from the middleware, anything unexpected (500).
+(unknown route, wrong method, unparseable body, too large), a database out of reach (503 with Retry-After) and,
+from the middleware, anything unexpected (500).
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistd.errors import AssistdError
+from assistd.store.database import is_unavailable, is_unstorable_text
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_SECONDS = "1"
 
 _STATUS_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -110,6 +115,22 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_response(exc)
+
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_unstorable_text(exc):
+            return error_response(400, "Text cannot contain the NUL character (\\u0000).", code="invalid_value")
+        if not is_unavailable(exc):
+            raise exc  # not a connection problem: the middleware's 500
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(
+            503,
+            "The database is unavailable at the moment; retry shortly.",
+            code="database_unavailable",
+            headers={"Retry-After": DATABASE_RETRY_AFTER_SECONDS},
+        )
+
+    for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError, TimeoutError):
+        app.add_exception_handler(error, _database_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

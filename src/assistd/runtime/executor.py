@@ -9,6 +9,7 @@ clock of its own; while the model generates, the executor checks for cancellatio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -30,7 +31,7 @@ from assistd.runtime.events import EventBus
 from assistd.services import wire
 from assistd.services.clock import now
 from assistd.store import tables
-from assistd.store.database import Database
+from assistd.store.database import Database, is_unavailable
 from assistd.store.ids import new_id
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
@@ -163,9 +164,22 @@ class RunExecutor:
         except LeaseLost:
             log.warning("run %s: lease lost, another worker continues it", run.id)
             return
-        except Exception:
-            log.exception("run %s failed unexpectedly", run.id)
-            await self._fail(run, "server_error", "The run failed because of an internal error.")
+        except asyncio.CancelledError:  # this worker is stopping: another may take the run over at once
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.queue.release(run.id, worker_id))
+            raise
+        except Exception as exc:
+            try:
+                if is_unavailable(exc):
+                    raise
+                log.exception("run %s failed unexpectedly", run.id)
+                await self._fail(run, "server_error", "The run failed because of an internal error.")
+            except Exception as failure:
+                if not is_unavailable(failure):
+                    raise
+                # the lease runs out, and a worker starts the run again once the database is back
+                log.warning("run %s: database unavailable (%s); it will be retried", run.id, type(failure).__name__)
+                return
         finally:
             heartbeat.cancel()
         await self.queue.release(run.id, worker_id)

@@ -21,6 +21,7 @@ from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.store.database import is_unavailable
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import RunRepository, RunStepRepository
 
@@ -80,6 +81,7 @@ class Worker:
                     run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
                     if run is None:
                         break
+                    log.info("run %s claimed (attempt %d)", run.id, run.attempts)
                     self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
                 while len(self._ingesting) < self.ingest_concurrency:
                     job = await self.ingestor.queue.claim(self.worker_id, time.time(), self.lease_seconds)
@@ -88,8 +90,11 @@ class Worker:
                     self._start(self._ingesting, self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("worker loop error; retrying")
+            except Exception as exc:
+                if is_unavailable(exc):
+                    log.warning("database unavailable (%s); the worker retries", type(exc).__name__)
+                else:
+                    log.exception("worker loop error; retrying")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)

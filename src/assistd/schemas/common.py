@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from assistd.apps import languages
 
@@ -17,10 +17,30 @@ MAX_INSTRUCTIONS = 256_000
 MAX_TOOLS = 128
 
 
+def _without_nul(value: Any) -> Any:
+    """Strings anywhere in `value` must not hold NUL (PostgreSQL cannot store it; no text needs it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("Text cannot contain the NUL character (\\u0000).")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _without_nul(key)
+            _without_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _without_nul(item)
+    return value
+
+
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are an error, as OpenAI's API does."""
+    """Base of every request body: unknown fields are an error, as OpenAI's API does; NUL is refused in text."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return _without_nul(value)
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:

@@ -15,6 +15,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
+
 from assistd.errors import Conflict, InvalidRequest, NotFound
 from assistd.services.clock import now
 from assistd.services.principal import Principal
@@ -49,11 +51,15 @@ class ProjectService:
         self._valid_keys: dict[str, tuple[Principal, float]] = {}  # secret hash -> (principal, expiry)
 
     async def create_project(self, name: str) -> tables.Project:
-        async with self.db.write() as session:
-            projects = ProjectRepository(session)
-            if await projects.find(name) is not None:
-                raise Conflict(f"A project named '{name}' already exists.", param="name")
-            return await projects.add(tables.Project(id=new_id("project"), name=name, created_at=now()))
+        taken = Conflict(f"A project named '{name}' already exists.", param="name")
+        try:
+            async with self.db.write() as session:
+                projects = ProjectRepository(session)
+                if await projects.find(name) is not None:
+                    raise taken
+                return await projects.add(tables.Project(id=new_id("project"), name=name, created_at=now()))
+        except IntegrityError:  # made by another process between our look and our insert
+            raise taken from None
 
     async def principal_for(self, project: str | None) -> Principal:
         """Act as the project with this id or name (for the CLI); without one, as the only project there is."""
@@ -138,5 +144,8 @@ class ProjectService:
         async with self.db.read() as session:
             if await ProjectRepository(session).count() > 0:
                 return None
-        project = await self.create_project("default")
+        try:
+            project = await self.create_project("default")
+        except Conflict:  # several processes started at once on an empty store: one of them makes it
+            return None
         return await self.create_key(project.id, name="first key")

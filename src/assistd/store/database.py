@@ -3,19 +3,61 @@
 Reads and writes go through separate session factories. On SQLite the write engine holds one connection
 (pool of one) and opens every transaction with BEGIN IMMEDIATE, so writes queue in order instead of failing
 with "database is locked", while reads run in parallel on their own connections (WAL mode). A commit is
-durable when it returns (synchronous=FULL). On PostgreSQL both factories share one pooled engine.
+durable when it returns (synchronous=FULL).
+
+On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
+a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up and the
+API answers 503 with Retry-After (api/errors.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from assistd.config import Settings
+
+log = logging.getLogger(__name__)
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+FIRST_RETRY_DELAY_SECONDS = 0.1
+MAX_RETRY_DELAY_SECONDS = 1.0
+
+
+# what a lost, restarting or saturated database raises (anything else from the database is a bug)
+_UNAVAILABLE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, ConnectionError, TimeoutError)
+
+
+# PostgreSQL's SQLSTATE classes for a lost connection (08) and a server shutting down or starting (57P)
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database cannot be reached now (retry later), rather than a wrong statement."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return False
+
+
+# PostgreSQL's SQLSTATEs for text it cannot store: the NUL character, or bytes that are not UTF-8
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """Whether the database refused a value of the request (NUL in text) rather than failing."""
+    return isinstance(exc, sa_exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT
 
 
 def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
@@ -36,10 +78,43 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
         connection.exec_driver_sql(begin)
 
 
+def _retry_connections(engine: AsyncEngine, *, connect_timeout: float, retry_seconds: float) -> None:
+    """Open asyncpg connections with a timeout per attempt, retrying refused or not-yet-ready servers."""
+    import asyncpg
+
+    transient = (OSError, TimeoutError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + retry_seconds
+        delay = FIRST_RETRY_DELAY_SECONDS
+        while True:
+            try:
+                return await asyncpg.connect(*args, **kwargs)
+            except transient as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("database connection failed (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_DELAY_SECONDS)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _on_connect(_dialect, _record, _cargs, cparams):
+        cparams.setdefault("timeout", connect_timeout)
+        cparams["async_creator_fn"] = connect
+
+
 class Database:
     """The store's engines, and the only way the rest of the code opens a session."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retry_seconds: float = 5.0,
+    ) -> None:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -48,9 +123,23 @@ class Database:
             _configure_sqlite(self._read_engine, begin="BEGIN")
             _configure_sqlite(self._write_engine, begin="BEGIN IMMEDIATE")
         else:
-            self._read_engine = self._write_engine = create_async_engine(url, pool_pre_ping=True)
+            self._read_engine = self._write_engine = create_async_engine(
+                url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout
+            )
+            if make_url(url).get_driver_name() == "asyncpg":
+                _retry_connections(self._write_engine, connect_timeout=connect_timeout, retry_seconds=retry_seconds)
         self._reads = async_sessionmaker(self._read_engine, expire_on_commit=False)
         self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(
+            settings.resolved_database_url,
+            pool_size=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout,
+            connect_timeout=settings.database_connect_timeout,
+            retry_seconds=settings.database_retry_seconds,
+        )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

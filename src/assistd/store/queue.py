@@ -2,7 +2,8 @@
 renewed by heartbeat).
 
 This is the one place that reads jobs across projects: a worker serves every project. A claim is a guarded
-UPDATE, so among any number of workers (threads or processes) exactly one gets a given job. A job whose
+UPDATE, so among any number of workers (threads or processes) exactly one gets a given job; on PostgreSQL
+concurrent claims skip each other's locked rows. A job whose
 worker died keeps its status but its lease runs out, and the next claim takes it over.
 """
 
@@ -37,21 +38,26 @@ async def _claim(
 ) -> Job | None:
     """Take the first `waiting` job (in `order`) whose lease is free; None when there is none.
 
-    The search is a read; only a candidate costs a write transaction (an idle worker writes nothing). The
-    guarded UPDATE makes sure one worker alone gets it, however many look at the same time."""
+    Looking is a read, so an idle worker writes nothing. Taking happens in a write transaction that reads the
+    first free job again under `FOR UPDATE SKIP LOCKED` (PostgreSQL: workers claiming at once lock different
+    jobs instead of queueing on one; SQLite: writes are serial anyway), then leases it with a guarded UPDATE."""
+    free = (waiting, _lease_free(table, now))
     async with db.read() as session:
-        candidate = await session.scalar(select(table).where(waiting, _lease_free(table, now)).order_by(order).limit(1))
-    if candidate is None:
-        return None
+        if await session.scalar(select(table.id).where(*free).limit(1)) is None:
+            return None
     async with db.write() as session:
+        first_free = select(table).where(*free).order_by(order).limit(1)
+        job = await session.scalar(first_free.with_for_update(skip_locked=True))
+        if job is None:
+            return None
         taken = await session.execute(
             update(table)
-            .where(*key(candidate), table.status == candidate.status, _lease_free(table, now))
-            .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=candidate.attempts + 1)
+            .where(*key(job), table.status == job.status, _lease_free(table, now))
+            .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
         )
         if taken.rowcount != 1:
             return None
-        return await session.get(table, inspect(candidate).identity, populate_existing=True)
+        return await session.get(table, inspect(job).identity, populate_existing=True)
 
 
 class RunQueue:

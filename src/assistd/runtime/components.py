@@ -1,0 +1,69 @@
+"""The parts one process needs, built from the settings: store, event bus, blobs, retrieval, executor and
+ingestion, and (when this process executes runs) a worker. `assistd serve` and `assistd worker` both build
+them here, so both run the same code on the same configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assistd.config import Settings
+from assistd.engines.registry import ModelRegistry
+from assistd.retrieval.chunking import TokenChunker
+from assistd.retrieval.search import Retriever
+from assistd.runtime.events import EventBus, create_event_bus
+from assistd.runtime.executor import ExecutorSettings, RunExecutor
+from assistd.runtime.ingestion import Ingestor
+from assistd.runtime.worker import Worker
+from assistd.store.blobs import BlobStore
+from assistd.store.database import Database
+from assistd.tools.file_search import FileSearch
+
+
+@dataclass
+class Components:
+    settings: Settings
+    db: Database
+    bus: EventBus
+    blobs: BlobStore
+    retriever: Retriever
+    worker: Worker | None
+
+    @classmethod
+    def build(cls, settings: Settings, models: ModelRegistry, *, with_worker: bool) -> Components:
+        """Everything wired; the worker (if any) is not started yet."""
+        db = Database.from_settings(settings)
+        worker_in_process = with_worker and settings.api_processes == 1
+        bus = create_event_bus(settings.redis_url, db, worker_in_process=worker_in_process)
+        blobs = BlobStore(settings.resolved_files_dir)
+        embedder = models.embedding(settings.embedding_model)
+        retriever = Retriever(db, embedder)
+        worker = None
+        if with_worker:
+            executor = RunExecutor(
+                db,
+                models,
+                bus,
+                ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds),
+                FileSearch(db, retriever),
+            )
+            worker = Worker(
+                executor,
+                Ingestor(db, blobs, embedder, TokenChunker(), settings.run_lease_seconds),
+                concurrency=settings.worker_concurrency,
+                ingest_concurrency=settings.ingest_concurrency,
+                lease_seconds=settings.run_lease_seconds,
+            )
+        return cls(settings, db, bus, blobs, retriever, worker)
+
+    def wake_worker(self) -> None:
+        """Tell this process's worker that a job was queued (other processes' workers poll)."""
+        if self.worker is not None:
+            self.worker.wake()
+
+    async def close(self) -> None:
+        """Stop the worker (its runs are released to other workers), then the bus and the store."""
+        if self.worker is not None:
+            await self.worker.stop()
+        await self.bus.close()
+        await self.db.dispose()
