@@ -24,18 +24,21 @@ How to read the output:
 - hybrid / full-text and hybrid / vector: ratios of recall@5 and of MRR@10 over all questions; 1.00 or more means
   hybrid is at least as good. Goal: hybrid >= both other modes on both (met / missed).
 - ingestion: seconds from the first upload to the completed batch (uploads, then the server's parsing, chunking
-  and embedding), files, bytes and chunks (counted in the server's SQLite database: the API does not report them).
+  and embedding), files, bytes and chunks (counted in the server's database: the API does not report them).
 - search p50: median latency of one search call per mode, as the client sees it.
 
-Usage: python bench/retrieval.py [--quick] [--self-test]
-  --quick      ask only the first 30 questions (the file interleaves the kinds, so they stay balanced)
-  --self-test  check the metric functions (doctests) offline, without a server, and exit
+Usage: python bench/retrieval.py [--quick] [--database-url URL] [--self-test]
+  --quick         ask only the first 30 questions (the file interleaves the kinds, so they stay balanced)
+  --database-url  the server's store (ASSISTD_DATABASE_URL), an empty database, e.g. PostgreSQL:
+                  postgresql+asyncpg://... (tsvector and pgvector search); by default SQLite in the data directory
+  --self-test     check the metric functions (doctests) offline, without a server, and exit
 Exit status 0 when the measurements completed, goal met or not; non-zero on any error.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import doctest
 import json
 import os
@@ -48,10 +51,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from _server import Server, exit_with, percentile, running_server
-from sqlalchemy import create_engine, func, select
+from _server import exit_with, percentile, running_server
+from sqlalchemy import func, select
 
 from assistd.store import tables
+from assistd.store.database import Database
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DOCS = CORPUS / "docs"
@@ -187,18 +191,22 @@ def load_questions() -> list[Question]:
     return [Question(item["question"], item["kind"], item["answer_file"]) for item in items]
 
 
-def count_chunks(server: Server, store_id: str) -> int:
-    """The store's chunks, read from the server's SQLite database (the API has no count of them)."""
-    engine = create_engine(f"sqlite:///{server.database_path}", connect_args={"timeout": 30})
-    try:
-        with engine.connect() as connection:
-            query = select(func.count()).select_from(tables.Chunk).where(tables.Chunk.vector_store_id == store_id)
-            return connection.scalar(query) or 0
-    finally:
-        engine.dispose()
+def count_chunks(database_url: str, store_id: str) -> int:
+    """The store's chunks, read from the server's database (the API has no count of them)."""
+
+    async def count() -> int:
+        db = Database(database_url)
+        try:
+            async with db.read() as session:
+                query = select(func.count()).select_from(tables.Chunk).where(tables.Chunk.vector_store_id == store_id)
+                return await session.scalar(query) or 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(count())
 
 
-def ingest(client: openai.OpenAI, server: Server, paths: list[Path]) -> Ingestion:
+def ingest(client: openai.OpenAI, database_url: str, paths: list[Path]) -> Ingestion:
     """Upload `paths`, add them to a new vector store in one batch and wait until it is done; fail on any failure."""
     started = time.perf_counter()
     file_ids = [client.files.create(file=path, purpose="assistants").id for path in paths]
@@ -217,7 +225,7 @@ def ingest(client: openai.OpenAI, server: Server, paths: list[Path]) -> Ingestio
         store_id=store.id,
         files=len(paths),
         bytes=sum(path.stat().st_size for path in paths),
-        chunks=count_chunks(server, store.id),
+        chunks=count_chunks(database_url, store.id),
         upload_s=uploaded - started,
         batch_s=finished - uploaded,
     )
@@ -309,10 +317,13 @@ def report(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=f"ask only the first {QUICK_QUESTIONS} questions")
+    parser.add_argument("--database-url", help="the server's store, an empty database (default: SQLite)")
     parser.add_argument("--self-test", action="store_true", help="check the metric functions offline and exit")
     arguments = parser.parse_args()
     if arguments.self_test:
         return self_test()
+    if arguments.database_url:
+        os.environ["ASSISTD_DATABASE_URL"] = arguments.database_url  # the server inherits the environment
     all_questions = load_questions()
     questions = all_questions[:QUICK_QUESTIONS] if arguments.quick else all_questions
     paths = sorted(path for path in DOCS.iterdir() if path.is_file())
@@ -321,7 +332,8 @@ def main() -> int:
         client = openai.OpenAI(api_key=server.api_key, base_url=f"{server.base_url}/v1", max_retries=0, timeout=120)
         try:
             print(f"server on {server.base_url}; ingesting {len(paths)} files ...", flush=True)
-            ingestion = ingest(client, server, paths)
+            database_url = arguments.database_url or f"sqlite+aiosqlite:///{server.database_path}"
+            ingestion = ingest(client, database_url, paths)
             print(f"asking {len(questions)} questions in {len(MODES)} modes ...", flush=True)
             ranks, seconds = search_all(client, ingestion.store_id, questions)
         finally:

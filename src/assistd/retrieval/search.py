@@ -1,4 +1,6 @@
-"""Hybrid search over vector stores: full-text (BM25) and vector (cosine) candidates fused by rank.
+"""Hybrid search over vector stores: full-text and vector (cosine) candidates fused by rank.
+
+SQLite: FTS5 (BM25) and the in-process vector index; PostgreSQL: tsvector and pgvector (index_pg.py).
 
 Callers pass vector stores they have already looked up in the caller's project (so tenancy is settled); the
 indexes then only need store ids.
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from assistd.engines.base import EmbeddingEngine
 from assistd.retrieval import ranking
 from assistd.retrieval.filters import matches
+from assistd.retrieval.index_pg import PgTextIndex, PgVectorIndex
 from assistd.retrieval.index_sqlite import SqliteTextIndex
 from assistd.retrieval.vectors import VectorIndex
 from assistd.schemas.vector_stores import Filter
@@ -48,12 +51,18 @@ class Weights:
     text: float = 0.5
 
 
+def indexes(db: Database, dimensions: int) -> tuple[SqliteTextIndex | PgTextIndex, VectorIndex | PgVectorIndex]:
+    """The full-text and vector indexes of the store's backend."""
+    if db.is_sqlite:
+        return SqliteTextIndex(), VectorIndex(db, dimensions)
+    return PgTextIndex(), PgVectorIndex(db, dimensions)
+
+
 class Retriever:
     def __init__(self, db: Database, embedder: EmbeddingEngine) -> None:
         self.db = db
         self.embedder = embedder
-        self.text_index = SqliteTextIndex()
-        self.vector_index = VectorIndex(db, embedder.dimensions)
+        self.text_index, self.vector_index = indexes(db, embedder.dimensions)
 
     async def search(
         self,

@@ -111,7 +111,9 @@ class Ingestor:
             if result.rowcount != 1:
                 return  # cancelled, removed or taken over meanwhile: leave it as it is now
             if rows is not None:
-                await ChunkRepository(session, job.project_id).replace_file(job.vector_store_id, job.id, rows)
+                await ChunkRepository(session, job.project_id).replace_file(
+                    job.vector_store_id, job.id, rows, self.embedder.dimensions
+                )
 
     async def expire_files(self, moment: int) -> None:
         """Delete the files whose `expires_at` has passed, with their chunks in every store, then their bytes."""

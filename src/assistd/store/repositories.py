@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistd.retrieval.index_pg import write_windows
 from assistd.store import tables
 from assistd.store.pagination import Page, PageRequest, fetch_page
 
@@ -297,12 +298,14 @@ class ChunkRepository:
         self.session = session
         self.project_id = project_id
 
-    async def replace_file(self, store_id: str, file_id: str, rows: list[tables.Chunk]) -> None:
+    async def replace_file(self, store_id: str, file_id: str, rows: list[tables.Chunk], dimensions: int) -> None:
+        """Make `rows` (embeddings of `dimensions` per window) the file's chunks in the store."""
         await self.remove_file(store_id, file_id)
         for row in rows:
             row.project_id, row.vector_store_id, row.file_id = self.project_id, store_id, file_id
         self.session.add_all(rows)
         await self.session.flush()
+        await write_windows(self.session, rows, dimensions)
         await self._bump(store_id)
 
     async def remove_file(self, store_id: str, file_id: str) -> None:

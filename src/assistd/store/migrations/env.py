@@ -12,6 +12,8 @@ from assistd.store.tables import Base
 
 target_metadata = Base.metadata
 FULL_TEXT_TABLE_PREFIX = "chunks_fts"
+# PostgreSQL's search objects (migration 0005), also made by hand
+POSTGRES_SEARCH_OBJECTS = {("table", "chunk_windows"), ("column", "text_search"), ("index", "ix_chunks_text_search")}
 
 
 def _database_url() -> str:
@@ -19,8 +21,10 @@ def _database_url() -> str:
 
 
 def _include_object(_object, name, type_, _reflected, _compare_to) -> bool:
-    """Leave the full-text index tables (made by hand in the migrations, not declared in tables.py) alone."""
-    return not (type_ == "table" and name.startswith(FULL_TEXT_TABLE_PREFIX))
+    """Leave the search indexes (made by hand in the migrations, not declared in tables.py) alone."""
+    if type_ == "table" and name.startswith(FULL_TEXT_TABLE_PREFIX):
+        return False
+    return (type_, name) not in POSTGRES_SEARCH_OBJECTS
 
 
 def _run(connection) -> None:
