@@ -25,7 +25,7 @@ import httpx
 HOST = "127.0.0.1"
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the server child (Linux): get SIGTERM if the bench dies, even by SIGKILL."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -58,7 +58,7 @@ class Server:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -311,21 +311,18 @@ def main() -> None:
     parser.add_argument("--pg-bin", type=Path, help="bin directory of a PostgreSQL installation (with pgvector)")
     args = parser.parse_args()
     postgres = Postgres(args.dir / "pg", bin_dir=args.pg_bin) if args.pg_bin else Postgres(args.dir / "pg")
+    restarting = (postgres.data_dir / "PG_VERSION").exists()
     cluster = Cluster(args.dir, api=args.api, workers=args.workers, postgres=postgres.start())
-    first_start = not (args.dir / "api_key").exists()
-    if not first_start:
+    if restarting:
         cluster.database_url = postgres.url("assistd")
     try:
         cluster.start()
-        if first_start:
-            cluster.cli("projects", "create", "default")
-            key = cluster.cli("keys", "create", "--project", "default").strip()
-            (args.dir / "api_key").write_text(key + "\n")
-            (args.dir / "api_key").chmod(0o600)
-            print(f"API key (saved to {args.dir / 'api_key'}): {key}")
+        key_file = args.dir / "data" / "api_key"  # the first API process to start made it (shown once)
+        if not restarting:
+            print(f"API key (saved to {key_file}): {key_file.read_text().strip()}")
         for url in cluster.base_urls:
             print(f"API: {url}/v1")
-        print(f"PostgreSQL: {cluster.database_url}\nRedis: {cluster.redis.url}\nlogs: {args.dir}/*.log")
+        print(f"PostgreSQL: {cluster.database_url}\nRedis: {cluster.redis.url}\nlogs: {args.dir}/*.log", flush=True)
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # after the children started
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:

@@ -6,7 +6,7 @@ the events subscribes to the bus before the run is committed, so it cannot miss 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,12 +60,14 @@ class RunService:
 
     # -- create -----------------------------------------------------------------------------------------
 
-    def _new_run(self, thread_id: str, assistant: tables.Assistant, body: RunOptions, instructions: str) -> tables.Run:
+    def _new_run(
+        self, run_id: str, thread_id: str, assistant: tables.Assistant, body: RunOptions, instructions: str
+    ) -> tables.Run:
         model = body.model or assistant.model
         self.registry.text(model)  # an unknown model is the caller's error now, not a failed run later
         truncation = to_stored(body.truncation_strategy) or {"type": "auto", "last_messages": None}
         return tables.Run(
-            id=new_id("run"),
+            id=run_id,
             thread_id=thread_id,
             assistant_id=assistant.id,
             created_at=now(),
@@ -93,8 +95,39 @@ class RunService:
             raise NotFound.for_object("assistant", assistant_id)
         return assistant
 
+    async def _streamed(
+        self, run_id: str, stream: bool, start: Callable[[Subscription | None], Awaitable[Started]]
+    ) -> Started:
+        """`start` the run with, when `stream`, a subscription to its events taken before: before any
+        transaction, so no event is missed and the subscription's own reads never wait for that transaction's
+        connection. It is closed again if starting fails or has nothing to stream (an idempotent replay)."""
+        events = await self.bus.subscribe(run_id) if stream else None
+        try:
+            started = await start(events)
+        except BaseException:
+            if events is not None:
+                await events.close()
+            raise
+        if events is not None and started.events is None:
+            await events.close()
+        return started
+
     async def create(
         self, principal: Principal, thread_id: str, body: RunCreate, *, idempotency_key: str | None, stream: bool
+    ) -> Started:
+        run_id = new_id("run")
+        return await self._streamed(
+            run_id, stream, lambda events: self._create(principal, thread_id, body, idempotency_key, run_id, events)
+        )
+
+    async def _create(
+        self,
+        principal: Principal,
+        thread_id: str,
+        body: RunCreate,
+        idempotency_key: str | None,
+        run_id: str,
+        events: Subscription | None,
     ) -> Started:
         async with self.db.write() as session:
             thread = await require_thread(session, principal, thread_id)
@@ -104,7 +137,7 @@ class RunService:
             instructions = _pick(body.instructions, assistant.instructions) or ""
             if body.additional_instructions:
                 instructions = f"{instructions}\n\n{body.additional_instructions}".strip()
-            run = self._new_run(thread_id, assistant, body, instructions)
+            run = self._new_run(run_id, thread_id, assistant, body, instructions)
             await self._ensure_idle(session, principal, thread_id)
             if body.additional_messages:
                 created = now()
@@ -112,12 +145,25 @@ class RunService:
                     [new_message_row(thread_id, message, created) for message in body.additional_messages]
                 )
                 await index_attachments(session, principal.project_id, thread, added)
-            started = await self._queue(session, principal, run, idempotency_key, stream, prelude=[])
+            started = await self._queue(session, principal, run, idempotency_key, events, prelude=[])
         self.wake()
         return started
 
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: str | None, stream: bool
+    ) -> Started:
+        run_id = new_id("run")
+        return await self._streamed(
+            run_id, stream, lambda events: self._create_thread_and_run(principal, body, idempotency_key, run_id, events)
+        )
+
+    async def _create_thread_and_run(
+        self,
+        principal: Principal,
+        body: ThreadAndRunCreate,
+        idempotency_key: str | None,
+        run_id: str,
+        events: Subscription | None,
     ) -> Started:
         spec = body.thread or ThreadCreate()
         async with self.db.write() as session:
@@ -139,9 +185,10 @@ class RunService:
                     [new_message_row(thread.id, message, created) for message in spec.messages]
                 )
                 await index_attachments(session, principal.project_id, thread, added)
-            run = self._new_run(thread.id, assistant, body, _pick(body.instructions, assistant.instructions) or "")
+            instructions = _pick(body.instructions, assistant.instructions) or ""
+            run = self._new_run(run_id, thread.id, assistant, body, instructions)
             prelude = [Event("thread.created", wire.thread(thread))]
-            started = await self._queue(session, principal, run, idempotency_key, stream, prelude=prelude)
+            started = await self._queue(session, principal, run, idempotency_key, events, prelude=prelude)
         self.wake()
         return started
 
@@ -153,23 +200,22 @@ class RunService:
             )
 
     async def _queue(
-        self, session, principal: Principal, run: tables.Run, key: str | None, stream: bool, prelude: list[Event]
+        self,
+        session,
+        principal: Principal,
+        run: tables.Run,
+        key: str | None,
+        events: Subscription | None,
+        prelude: list[Event],
     ) -> Started:
-        events = await self.bus.subscribe(run.id) if stream else None
         try:
             await RunRepository(session, principal.project_id).add(run)
             await remember(session, key, principal.project_id, run)
             await session.flush()
         except IntegrityError as exc:  # the one-active-run index: a concurrent create won
-            if events is not None:
-                await events.close()
             raise InvalidRequest(
                 f"Thread {run.thread_id} already has an active run.", param="thread_id", code="run_active"
             ) from exc
-        except BaseException:
-            if events is not None:
-                await events.close()
-            raise
         body = wire.run(run)
         prelude = [*prelude, Event("thread.run.created", body), Event("thread.run.queued", body)]
         return Started(body, prelude, events)
@@ -228,53 +274,54 @@ class RunService:
     async def submit_tool_outputs(
         self, principal: Principal, thread_id: str, run_id: str, body: SubmitToolOutputs, *, stream: bool
     ) -> Started:
-        events = await self.bus.subscribe(run_id) if stream else None
-        try:
-            async with self.db.write() as session:
-                run = await self._require_run(session, principal, thread_id, run_id)
-                if run.status != "requires_action":
-                    raise InvalidRequest(
-                        f"Runs in status '{run.status}' do not accept tool outputs.",
-                        param="run_id",
-                        code="run_not_requires_action",
-                    )
-                pending = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
-                given = [output.tool_call_id for output in body.tool_outputs]
-                if sorted(given) != sorted(pending):
-                    missing, unknown = set(pending) - set(given), set(given) - set(pending)
-                    problem = (
-                        f"missing outputs for {sorted(missing)}"
-                        if missing
-                        else f"unknown or repeated tool call ids {sorted(unknown) or given}"
-                    )
-                    raise InvalidRequest(
-                        f"Tool outputs must answer every pending tool call once: {problem}.", param="tool_outputs"
-                    )
-                outputs = {output.tool_call_id: output.output for output in body.tool_outputs}
-                for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
-                    if step.type == "tool_calls" and step.status == "in_progress":
-                        calls = [
-                            {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
-                            for call in step.step_details["tool_calls"]
-                        ]
-                        step.step_details = {"type": "tool_calls", "tool_calls": calls}
-                        step.status, step.completed_at = "completed", now()
-                runs = RunRepository(session, principal.project_id)
-                # a fresh job: its attempts count interruptions of this leg, not the tool rounds before it
-                if not await runs.transition(
-                    run_id,
-                    states.sources_of("queued"),
-                    status="queued",
-                    required_action=None,
-                    expires_at=None,
-                    attempts=0,
-                ):
-                    raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
-                await session.refresh(run)
-        except BaseException:
-            if events is not None:
-                await events.close()
-            raise
+        return await self._streamed(
+            run_id, stream, lambda events: self._submit_tool_outputs(principal, thread_id, run_id, body, events)
+        )
+
+    async def _submit_tool_outputs(
+        self, principal: Principal, thread_id: str, run_id: str, body: SubmitToolOutputs, events: Subscription | None
+    ) -> Started:
+        async with self.db.write() as session:
+            run = await self._require_run(session, principal, thread_id, run_id)
+            if run.status != "requires_action":
+                raise InvalidRequest(
+                    f"Runs in status '{run.status}' do not accept tool outputs.",
+                    param="run_id",
+                    code="run_not_requires_action",
+                )
+            pending = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
+            given = [output.tool_call_id for output in body.tool_outputs]
+            if sorted(given) != sorted(pending):
+                missing, unknown = set(pending) - set(given), set(given) - set(pending)
+                problem = (
+                    f"missing outputs for {sorted(missing)}"
+                    if missing
+                    else f"unknown or repeated tool call ids {sorted(unknown) or given}"
+                )
+                raise InvalidRequest(
+                    f"Tool outputs must answer every pending tool call once: {problem}.", param="tool_outputs"
+                )
+            outputs = {output.tool_call_id: output.output for output in body.tool_outputs}
+            for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
+                if step.type == "tool_calls" and step.status == "in_progress":
+                    calls = [
+                        {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
+                        for call in step.step_details["tool_calls"]
+                    ]
+                    step.step_details = {"type": "tool_calls", "tool_calls": calls}
+                    step.status, step.completed_at = "completed", now()
+            runs = RunRepository(session, principal.project_id)
+            # a fresh job: its attempts count interruptions of this leg, not the tool rounds before it
+            if not await runs.transition(
+                run_id,
+                states.sources_of("queued"),
+                status="queued",
+                required_action=None,
+                expires_at=None,
+                attempts=0,
+            ):
+                raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
+            await session.refresh(run)
         body_out = wire.run(run)
         self.wake()
         return Started(body_out, [Event("thread.run.queued", body_out)], events)
