@@ -30,6 +30,9 @@ Row = TypeVar(
 )
 
 
+NUL = "\x00"
+
+
 class ScopedRepository(Generic[Row]):
     """Create, read, page and delete rows of one table within one project."""
 
@@ -49,12 +52,16 @@ class ScopedRepository(Generic[Row]):
         return row
 
     async def get(self, object_id: str, *conditions: Any) -> Row | None:
+        if NUL in object_id:  # no id has one, and PostgreSQL cannot even compare such text
+            return None
         return await self.session.scalar(self._select(self.table.id == object_id, *conditions))
 
     async def page(self, request: PageRequest, *conditions: Any) -> Page[Row]:
         return await fetch_page(self.session, self._select(*conditions), self.table.id, request)
 
     async def delete(self, object_id: str, *conditions: Any) -> bool:
+        if NUL in object_id:
+            return False
         result = await self.session.execute(
             delete(self.table).where(self.table.project_id == self.project_id, self.table.id == object_id, *conditions)
         )

@@ -14,6 +14,7 @@ target_metadata = Base.metadata
 FULL_TEXT_TABLE_PREFIX = "chunks_fts"
 # PostgreSQL's search objects (migration 0005), also made by hand
 POSTGRES_SEARCH_OBJECTS = {("table", "chunk_windows"), ("column", "text_search"), ("index", "ix_chunks_text_search")}
+MIGRATION_LOCK_ID = 0x61737369  # PostgreSQL advisory lock: processes starting together migrate one at a time
 
 
 def _database_url() -> str:
@@ -32,6 +33,8 @@ def _run(connection) -> None:
         connection=connection, target_metadata=target_metadata, render_as_batch=True, include_object=_include_object
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         context.run_migrations()
 
 
