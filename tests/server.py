@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def shared_services() -> tuple[Postgres, Redis]:
     if _services is None:
         root = Path(tempfile.mkdtemp(prefix="assistd-services-"))
         postgres, redis = Postgres(root / "pg").start(), Redis().start()
+        atexit.register(shutil.rmtree, root, ignore_errors=True)  # runs last
         atexit.register(redis.stop)
         atexit.register(postgres.stop)
         _services = postgres, redis

@@ -15,6 +15,8 @@ windows.
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -29,7 +31,6 @@ TEXT_SEARCH = (
     "CREATE INDEX ix_chunks_text_search ON chunks USING gin (text_search)",
 )
 WINDOWS = (
-    "CREATE EXTENSION IF NOT EXISTS vector",
     "CREATE TABLE chunk_windows ("
     "chunk_id integer NOT NULL REFERENCES chunks (id) ON DELETE CASCADE, "
     "position integer NOT NULL, "
@@ -47,9 +48,20 @@ def upgrade() -> None:
         return
     for statement in TEXT_SEARCH:
         op.execute(statement)
-    if bind.scalar(sa.text("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")):
+    if bind.scalar(sa.text("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")) and _vector(bind):
         for statement in WINDOWS:
             op.execute(statement)
+
+
+def _vector(bind) -> bool:
+    """Create the vector extension if needed; False when this role may not (vectors then stay in-process)."""
+    try:
+        with bind.begin_nested():
+            bind.execute(sa.text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except sa.exc.DBAPIError as exc:
+        logging.getLogger(__name__).warning("pgvector not enabled (%s); vector search stays in-process", exc.orig)
+        return False
+    return True
 
 
 def downgrade() -> None:
