@@ -23,7 +23,7 @@ def assistant(client):
 
 @pytest.fixture(scope="module")
 def tool_assistant(client):
-    return client.beta.assistants.create(model=CHAT_MODEL, name="tools", tools=WEATHER_TOOLS)
+    return client.beta.assistants.create(model=CHAT_MODEL, name="tools", tools=WEATHER_TOOLS, temperature=0)
 
 
 def wait_terminal(client, thread_id: str, run_id: str, timeout: float = 120) -> Run:
