@@ -46,7 +46,7 @@ lint: install
 	$(BIN)/ruff format --check src tests bench examples deploy
 
 ## Run the benchmarks (ratios measured side by side in one run).
-bench: install
+bench: install services
 	$(BIN)/python bench/crud.py
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/runs.py

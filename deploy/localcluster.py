@@ -260,8 +260,8 @@ class Cluster:
             self.start_api()
         for _ in range(self.workers):
             self.start_worker()
-        for url in self.base_urls:
-            wait_healthy(url)
+        for url, server in zip(self.base_urls, self.servers, strict=True):
+            wait_healthy(url, process=server.process)
         return self
 
     def start_api(self) -> Process:
@@ -291,9 +291,12 @@ class Cluster:
             self.postgres.stop()
 
 
-def wait_healthy(base_url: str, timeout: float = 90) -> None:
+def wait_healthy(base_url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
+    """Wait until `base_url` answers /health (RuntimeError after `timeout`, or as soon as `process` exits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
         try:
             if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
                 return

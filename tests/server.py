@@ -16,14 +16,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from deploy.localcluster import Postgres, Redis, free_port
+from deploy.localcluster import Postgres, Redis, free_port, wait_healthy
 
 BACKEND = os.environ.get("ASSISTD_TEST_BACKEND", "sqlite")
 _services: tuple[Postgres, Redis] | None = None
@@ -118,19 +116,11 @@ class ServerProcess:
     def start(self, timeout: float = 60) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = self._spawn("serve", self.log_path)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
+        try:
+            wait_healthy(self.base_url, timeout, self.process)
+        except RuntimeError as exc:
             self.stop()
-            raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+            raise RuntimeError(f"{exc}:\n{self.log_path.read_text()}") from None
         if self.env.get("ASSISTD_EMBEDDED_WORKER") == "false":
             self.worker = self._spawn("worker", self.worker_log_path)
         return self
