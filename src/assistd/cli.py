@@ -108,7 +108,9 @@ def serve(
     if created is not None:
         _save_first_key(settings, created)
     options = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False}
-    if workers > 1:  # each process loads its own models
+    if workers > 1:  # each process loads its own models; these only proved the configuration loads
+        asyncio.run(registry.close())
+        del registry
         uvicorn.run("assistd.app:create_app_from_environment", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings, registry), server_header=False, **options)
