@@ -243,8 +243,6 @@ def ingest(
     """Upload files into a vector store and ingest them now, with progress over files and chunks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from assistd.app import load_registry
-    from assistd.engines.registry import ConfigError
     from assistd.retrieval.chunking import TokenChunker
     from assistd.runtime.ingestion import Ingestor
     from assistd.schemas.common import StaticChunking
@@ -266,11 +264,7 @@ def ingest(
             raise typer.Exit(2) from None
 
     async def run() -> int:
-        try:
-            registry = load_registry(settings)
-        except ConfigError as exc:
-            err_console.print(f"[red]invalid configuration:[/red] {exc}")
-            raise typer.Exit(2) from None
+        registry = _load_models(settings)
         db = Database.from_settings(settings)
         blobs = BlobStore(settings.resolved_files_dir)
         ingestor = Ingestor(
