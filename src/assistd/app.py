@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,17 +19,25 @@ from assistd.services.clock import now
 from assistd.services.container import Services
 
 UPLOAD_FRAMING_BYTES = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 def load_registry(settings: Settings) -> ModelRegistry:
     """Load every configured model (ConfigError names the entry or setting that failed)."""
-    registry = ModelRegistry.from_config(load_config(settings.models_file), created=now())
+    registry = ModelRegistry.from_config(
+        load_config(settings.models_file),
+        created=now(),
+        openai_aliases=settings.openai_aliases,
+        embedding_model=settings.embedding_model,
+    )
     try:
         registry.embedding(settings.embedding_model)
     except AssistdError as exc:
         raise ConfigError(
             f"ASSISTD_EMBEDDING_MODEL: {exc.message} Name an embedding model of the models file."
         ) from exc
+    for line in registry.aliases.describe():
+        log.info("model names %s", line)
     return registry
 
 

@@ -59,12 +59,22 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(
         None, description="TOML file of models (engines, aliases); default: the bundled local models."
     )
+    openai_aliases: bool = Field(
+        True,
+        description="Whether OpenAI's model names (`gpt-*`, `o1*`, `davinci*`, `text-embedding-*`, ...) map to the "
+        "first text model and the embedding model when no model or alias of the models file matches them.",
+    )
     worker_concurrency: int = Field(4, ge=1, description="Runs one worker executes at the same time.")
     run_lease_seconds: float = Field(
         30.0, gt=0, description="How long a worker's claim on a run lasts without a heartbeat (crash takeover time)."
     )
     tool_output_timeout_seconds: int = Field(
         600, ge=1, description="How long a run waits in requires_action for tool outputs before it expires."
+    )
+    max_tool_rounds: int = Field(
+        8,
+        ge=1,
+        description="Rounds of function calls one run may hand to the client; after that the model answers in text.",
     )
     max_upload_bytes: int = Field(
         512 * 1024 * 1024, gt=0, description="Largest file accepted by `POST /v1/files`, in bytes; larger gets 413."

@@ -4,6 +4,7 @@ and the polling bus, with the real executor on a real SQLite store; what subscri
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -83,14 +84,15 @@ def text_engine(words: int, delay: float = 0.0) -> ScriptedEngine:
 
 def tool_engine(call_id: str, delay: float = 0.0) -> ScriptedEngine:
     engine = ScriptedEngine()
-    engine.script = [Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", "{}"),)), Chunk(finish_reason="tool_calls")]
+    arguments = json.dumps({"call": call_id})  # a new call each round: a repeated one would not be handed back
+    engine.script = [Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", arguments),)), Chunk(finish_reason="tool_calls")]
     engine.delay = delay
     return engine
 
 
 async def execute(db: Database, engine: ScriptedEngine, bus) -> None:
     """One worker leg: claim the queued run and execute it."""
-    executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), bus, ExecutorSettings(30, 600))
+    executor = RunExecutor(db, ModelRegistry({"fake": engine}), bus, ExecutorSettings(30, 600))
     claimed = await RunQueue(db).claim("w1", time.time(), 30)
     assert claimed is not None
     await executor.execute(claimed, "w1")
@@ -293,7 +295,7 @@ def test_polling_bus_replays_create_and_tool_legs_once(store) -> None:
     async def scenario():
         db = Database(store)
         api_bus = PollingEventBus(db)
-        service = RunService(db, ModelRegistry({}, {}, 0), api_bus, lambda: None)
+        service = RunService(db, ModelRegistry({}), api_bus, lambda: None)
         run_id = new_id("run")
         subscription = await api_bus.subscribe(run_id)
         run = await setup_run(db, id=run_id, tools=TOOLS)

@@ -63,14 +63,16 @@ class ScriptedEngine:
 
     def __init__(self) -> None:
         self.script: list[Chunk] | Exception = []
+        self.next_scripts: list[list[Chunk]] = []  # played once each, in order, before `script`
         self.delay = 0.0
         self.requests: list[GenerationRequest] = []
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         self.requests.append(request)
-        if isinstance(self.script, Exception):
-            raise self.script
-        for chunk in self.script:
+        script = self.next_scripts.pop(0) if self.next_scripts else self.script
+        if isinstance(script, Exception):
+            raise script
+        for chunk in script:
             await asyncio.sleep(self.delay)
             yield chunk
 
@@ -155,7 +157,7 @@ class Recording(LocalEventBus):
 async def drive(url: str, engine: ScriptedEngine, **overrides) -> tuple[tables.Run, list[str], list[tables.RunStep]]:
     db = Database(url)
     bus = Recording()
-    executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), bus, ExecutorSettings(30, 600))
+    executor = RunExecutor(db, ModelRegistry({"fake": engine}), bus, ExecutorSettings(30, 600))
     run = await setup_run(db, **overrides)
     claimed = await RunQueue(db).claim("w1", time.time(), 30)
     assert claimed is not None and claimed.id == run.id
@@ -230,7 +232,7 @@ def test_cancel_while_generating(world) -> None:
         engine.script = [Chunk(text=str(i)) for i in range(200)] + [Chunk(finish_reason="stop", usage=Usage(1, 200))]
         engine.delay = 0.01  # two seconds in all: time enough to cancel it half-way
         db = Database(world)
-        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), LocalEventBus(), ExecutorSettings(30, 600))
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}), LocalEventBus(), ExecutorSettings(30, 600))
         run = await setup_run(db)
         claimed = await RunQueue(db).claim("w1", time.time(), 30)
         task = asyncio.create_task(executor.execute(claimed, "w1"))
@@ -274,7 +276,7 @@ def test_heartbeat_keeps_a_quiet_run_leased(world) -> None:
         engine.script = [Chunk(text="late"), Chunk(finish_reason="stop", usage=Usage(1, 1))]
         engine.delay = 1.0  # more than three leases of 0.3 s without a token
         db = Database(world)
-        executor = RunExecutor(db, ModelRegistry({"fake": engine}, {}, 0), LocalEventBus(), ExecutorSettings(0.3, 600))
+        executor = RunExecutor(db, ModelRegistry({"fake": engine}), LocalEventBus(), ExecutorSettings(0.3, 600))
         run = await setup_run(db)
         claimed = await RunQueue(db).claim("w1", time.time(), 0.3)
         task = asyncio.create_task(executor.execute(claimed, "w1"))
@@ -316,14 +318,14 @@ def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
 
     async def scenario() -> tables.Run:
         db = Database(world)
-        registry = ModelRegistry({"fake": engine}, {}, 0)
+        registry = ModelRegistry({"fake": engine})
         executor = RunExecutor(db, registry, LocalEventBus(), ExecutorSettings(30, 600))
         service = RunService(db, registry, LocalEventBus(), lambda: None)
         run = await setup_run(db, tools=tools)
         for round_index in range(MAX_ATTEMPTS + 2):
             call_id = f"call_{round_index}"
             engine.script = [
-                Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", "{}"),)),
+                Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", f'{{"n": {round_index}}}'),)),
                 Chunk(finish_reason="tool_calls", usage=Usage(5, 3)),
             ]
             claimed = await RunQueue(db).claim("w1", time.time(), 30)
@@ -340,3 +342,95 @@ def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
 
     final = asyncio.run(scenario())
     assert final.status == "completed", final.last_error
+
+
+def _call(call_id: str, arguments: str) -> list[Chunk]:
+    return [
+        Chunk(tool_calls=(ToolCallDelta(0, call_id, "f", arguments),)),
+        Chunk(finish_reason="tool_calls", usage=Usage(5, 3)),
+    ]
+
+
+async def _tool_rounds(
+    world: str, engine: ScriptedEngine, rounds: int, settings: ExecutorSettings
+) -> tuple[tables.Run, list[tables.RunStep]]:
+    """Run `rounds` claims of one run, submitting an output for every call it hands back; the final run."""
+    from assistd.schemas.runs import SubmitToolOutputs
+    from assistd.services.principal import Principal
+    from assistd.services.runs import RunService
+
+    db = Database(world)
+    registry = ModelRegistry({"fake": engine})
+    executor = RunExecutor(db, registry, LocalEventBus(), settings)
+    service = RunService(db, registry, LocalEventBus(), lambda: None)
+    run = await setup_run(db, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="required")
+    principal = Principal(project_id=run.project_id, key_id="test")
+    for _ in range(rounds):
+        claimed = await RunQueue(db).claim("w1", time.time(), 30)
+        if claimed is None:
+            break
+        await executor.execute(claimed, "w1")
+        async with db.read() as session:
+            current = await RunRepository(session, run.project_id).get(run.id)
+        if current.status != "requires_action":
+            break
+        outputs = [
+            {"tool_call_id": call["id"], "output": "sunny"}
+            for call in current.required_action["submit_tool_outputs"]["tool_calls"]
+        ]
+        body = SubmitToolOutputs(tool_outputs=outputs)
+        await service.submit_tool_outputs(principal, run.thread_id, run.id, body, stream=False)
+    async with db.read() as session:
+        final = await RunRepository(session, run.project_id).get(run.id)
+        steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+    await db.dispose()
+    return final, steps
+
+
+def test_a_repeated_call_is_answered_in_text(world) -> None:
+    """The same function with the same arguments (key order and spacing aside) is not handed back again."""
+    engine = ScriptedEngine()
+    engine.next_scripts = [_call("call_1", '{"city": "Paris", "n": 1}'), _call("call_2", '{ "n": 1, "city":"Paris"}')]
+    engine.script = [Chunk(text="It is sunny."), Chunk(finish_reason="stop", usage=Usage(7, 4))]
+    run, steps = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600)))
+    assert run.status == "completed"
+    assert [step.type for step in steps] == ["tool_calls", "message_creation"]
+    assert [request.tool_choice for request in engine.requests] == ["required", "auto", "none"]
+    assert run.usage["completion_tokens"] == 3 + 3 + 4  # the discarded repeat is counted too
+
+
+def test_a_repeat_among_new_calls_is_left_out(world) -> None:
+    engine = ScriptedEngine()
+    engine.next_scripts = [
+        _call("call_1", '{"city": "Paris"}'),
+        [
+            Chunk(tool_calls=(ToolCallDelta(0, "call_2", "f", '{"city": "Paris"}'),)),
+            Chunk(tool_calls=(ToolCallDelta(1, "call_3", "f", '{"city": "Rome"}'),)),
+            Chunk(tool_calls=(ToolCallDelta(2, "call_4", "f", '{"city": "Rome"}'),)),
+            Chunk(finish_reason="tool_calls", usage=Usage(5, 3)),
+        ],
+    ]
+    engine.script = [Chunk(text="done"), Chunk(finish_reason="stop", usage=Usage(5, 1))]
+    run, steps = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600)))
+    assert run.status == "completed"
+    handed = [[call["id"] for call in step.step_details["tool_calls"]] for step in steps if step.type == "tool_calls"]
+    assert handed == [["call_1"], ["call_3"]]
+
+
+def test_tool_rounds_are_limited(world) -> None:
+    """A model that calls with new arguments every time is made to answer after max_tool_rounds rounds."""
+    engine = ScriptedEngine()
+    engine.next_scripts = [_call(f"call_{i}", f'{{"n": {i}}}') for i in range(10)]
+    run, steps = asyncio.run(_tool_rounds(world, engine, 10, ExecutorSettings(30, 600, max_tool_rounds=3)))
+    assert run.status == "completed"
+    assert [step.type for step in steps] == ["tool_calls"] * 3 + ["message_creation"]
+    assert [request.tool_choice for request in engine.requests] == ["required", "auto", "auto", "none"]
+
+
+def test_calls_after_tool_choice_none_are_dropped(world) -> None:
+    """An engine that calls although tool_choice is none (an upstream may) does not loop: the run completes."""
+    engine = ScriptedEngine()
+    engine.script = _call("call_1", '{"n": 1}')
+    run, _ = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600, max_tool_rounds=1)))
+    assert run.status == "completed"
+    assert [request.tool_choice for request in engine.requests] == ["required", "none"]

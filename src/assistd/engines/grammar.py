@@ -7,17 +7,17 @@
   model's, a malformed call is impossible.
 - with `parallel_tool_calls`, a JSON array of up to MAX_PARALLEL_CALLS such calls is allowed too.
 - string arguments the function's schema leaves unbounded are capped at MAX_ARGUMENT_STRING characters.
+
+Schemas are turned into grammars by json_schema.py (references, type lists, numeric bounds, refusals).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
-from llama_cpp.llama_grammar import json_schema_to_gbnf
-
+from assistd.engines.json_schema import schema_to_grammar
 from assistd.engines.prompting import function_specs
 from assistd.errors import InvalidRequest
 
@@ -44,13 +44,22 @@ _LOOSE_CHAR = 'char ::= [^"\\\\]'
 _STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 
 
-def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
-    """A grammar for values matching `schema`; a schema the converter cannot handle is a 400 on `param`."""
-    try:
-        grammar = json_schema_to_gbnf(json.dumps(schema))
-    except Exception as exc:  # the converter raises plain exceptions of several kinds
-        raise InvalidRequest(f"Unsupported JSON schema: {exc}", param=param, code="invalid_schema") from exc
+def _strict(grammar: str) -> str:
     return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
+def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
+    """A grammar for values matching `schema`; a schema that cannot be enforced is a 400 on `param`."""
+    return _strict(schema_to_grammar({"value": schema}, lambda prepared: prepared["value"], param))
+
+
+def calls_grammar(functions: Sequence[dict[str, Any]]) -> str:
+    """A grammar (root rule `assistd-call`) for one call `{"name", "arguments"}` of any of `functions`."""
+    parameters = {
+        function["name"]: bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS) for function in functions
+    }
+    grammar = schema_to_grammar(parameters, lambda prepared: call_schema(functions, prepared), "tools")
+    return _rename_root(_strict(grammar), "assistd-call").rstrip("\n") + "\n"
 
 
 def bounded_strings(schema: Any) -> Any:
@@ -61,19 +70,22 @@ def bounded_strings(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     bounded = {key: bounded_strings(value) for key, value in schema.items()}
-    if schema.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & schema.keys():
+    kind = schema.get("type")
+    free = kind == "string" or (isinstance(kind, list) and "string" in kind)
+    if free and not {"maxLength", "enum", "const", "pattern", "format"} & schema.keys():
         bounded["maxLength"] = MAX_ARGUMENT_STRING
     return bounded
 
 
-def call_schema(functions: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The JSON schema of one call of any of `functions`."""
+def call_schema(functions: Sequence[dict[str, Any]], parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON schema of one call of any of `functions` (their `parameters`, as prepared, by function name)."""
     options = [
         {
             "type": "object",
             "properties": {
                 "name": {"const": function["name"]},
-                "arguments": bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS),
+                "arguments": (parameters or {}).get(function["name"])
+                or bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
@@ -109,8 +121,7 @@ def generation_grammar(
     `parallel_tool_calls`, a JSON array of calls)."""
     functions = chosen_functions(tools, tool_choice) if tools and tool_choice != "none" else []
     if functions:
-        call_rules = _rename_root(schema_grammar(call_schema(functions), param="tools"), "assistd-call")
-        call_rules = call_rules.rstrip("\n") + "\n"
+        call_rules = calls_grammar(functions)
         calls = "assistd-calls" if parallel_tool_calls else "assistd-call"
         if parallel_tool_calls:
             call_rules += _PARALLEL_CALLS_RULE

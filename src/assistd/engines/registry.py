@@ -13,10 +13,13 @@
     api_key_env = "UPSTREAM_API_KEY"
     upstream_model = "Qwen/Qwen2.5-7B-Instruct"
 
-    [aliases]
+    [aliases]                                  # exact names and globs; "" unmaps (see engines/aliases.py)
     "gpt-3.5-turbo" = "smollm2-135m-instruct"
+    "o1*" = ""
 
-A model that cannot be built stops the start-up with an error naming its entry (`models.<id>.<field>`).
+Without aliases of their own, OpenAI's model families (`gpt-*`, `text-embedding-*`, ...) map to the first text
+model and to the embedding model of the settings, unless `ASSISTD_OPENAI_ALIASES=false`.
+A model or alias that cannot be built stops the start-up with an error naming its entry (`models.<id>.<field>`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from assistd.engines.aliases import AliasError, Aliases, openai_families
 from assistd.engines.base import EmbeddingEngine, TextEngine
 from assistd.engines.packaged import packaged_file
 from assistd.errors import InvalidRequest, NotFound
@@ -112,10 +116,26 @@ def load_config(path: Path | None) -> ModelsConfig:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"models configuration{f' {path}' if path else ''}: {problems}") from exc
-    for alias, target in config.aliases.items():
-        if target not in config.models:
-            raise ConfigError(f"aliases.{alias}: no model named '{target}'")
     return config
+
+
+def _is_text(spec: ModelSpec) -> bool:
+    return isinstance(spec, LlamaCppSpec) or (isinstance(spec, OpenAICompatSpec) and spec.kind == "text")
+
+
+def build_aliases(config: ModelsConfig, *, openai_aliases: bool, embedding_model: str | None) -> Aliases:
+    """The configuration's aliases, with OpenAI's families mapped to the first text model and to
+    `embedding_model` when `openai_aliases` is on."""
+    builtin = None
+    if openai_aliases:
+        text_model = next((model_id for model_id, spec in config.models.items() if _is_text(spec)), None)
+        if embedding_model not in config.models:
+            embedding_model = None
+        builtin = openai_families(text_model, embedding_model)
+    try:
+        return Aliases(config.models, config.aliases, builtin)
+    except AliasError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _build(model_id: str, spec: ModelSpec) -> TextEngine | EmbeddingEngine:
@@ -159,13 +179,19 @@ def _build(model_id: str, spec: ModelSpec) -> TextEngine | EmbeddingEngine:
 class ModelRegistry:
     """The configured models, by id (and alias)."""
 
-    def __init__(self, engines: dict[str, TextEngine | EmbeddingEngine], aliases: dict[str, str], created: int) -> None:
+    def __init__(
+        self, engines: dict[str, TextEngine | EmbeddingEngine], aliases: Aliases | None = None, created: int = 0
+    ) -> None:
         self._engines = engines
-        self._aliases = aliases
+        self.aliases = aliases or Aliases(engines, {})
         self._created = created
 
     @classmethod
-    def from_config(cls, config: ModelsConfig, created: int) -> ModelRegistry:
+    def from_config(
+        cls, config: ModelsConfig, created: int, *, openai_aliases: bool = True, embedding_model: str | None = None
+    ) -> ModelRegistry:
+        """Build every engine of `config` (a failure names its entry) and the alias table."""
+        aliases = build_aliases(config, openai_aliases=openai_aliases, embedding_model=embedding_model)
         engines: dict[str, TextEngine | EmbeddingEngine] = {}
         for model_id, spec in config.models.items():
             try:
@@ -174,10 +200,11 @@ class ModelRegistry:
                 raise
             except Exception as exc:
                 raise ConfigError(f"models.{model_id}: {exc}") from exc
-        return cls(engines, dict(config.aliases), created)
+        return cls(engines, aliases, created)
 
     def _find(self, model: str) -> TextEngine | EmbeddingEngine:
-        engine = self._engines.get(self._aliases.get(model, model))
+        model_id = self.aliases.resolve(model)
+        engine = self._engines.get(model_id) if model_id is not None else None
         if engine is None:
             raise NotFound(
                 f"The model '{model}' does not exist or you do not have access to it.",
@@ -204,7 +231,7 @@ class ModelRegistry:
         return {"id": model, "object": "model", "created": self._created, "owned_by": "assistd"}
 
     def describe_all(self) -> list[dict[str, Any]]:
-        return [self.describe(model) for model in [*self._engines, *self._aliases]]
+        return [self.describe(model) for model in [*self._engines, *self.aliases.exact]]
 
     async def close(self) -> None:
         for engine in self._engines.values():

@@ -44,7 +44,9 @@ class Components:
                 db,
                 models,
                 bus,
-                ExecutorSettings(settings.run_lease_seconds, settings.tool_output_timeout_seconds),
+                ExecutorSettings(
+                    settings.run_lease_seconds, settings.tool_output_timeout_seconds, settings.max_tool_rounds
+                ),
                 FileSearch(db, retriever),
             )
             worker = Worker(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -50,6 +51,7 @@ PASSAGE_CHARS_PER_CONTEXT_TOKEN = 2  # file_search passages may take about half 
 class ExecutorSettings:
     lease_seconds: float
     tool_output_timeout_seconds: int
+    max_tool_rounds: int = 8
 
 
 class LeaseLost(Exception):
@@ -87,6 +89,16 @@ def _function_calls(step: tables.RunStep) -> list[dict[str, Any]]:
     if step.type != "tool_calls":
         return []
     return [call for call in step.step_details.get("tool_calls", []) if call["type"] == "function"]
+
+
+def _call_key(call: dict[str, Any]) -> tuple[str, str]:
+    """What makes two function calls the same call: the function and its arguments (as JSON values)."""
+    arguments = call["function"]["arguments"]
+    try:
+        arguments = json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        arguments = arguments.strip()
+    return call["function"]["name"], arguments
 
 
 def _text_of(message: tables.Message) -> str:
@@ -350,8 +362,11 @@ class RunExecutor:
         if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
             tool_choice = "auto"  # a hosted tool forced: file_search has run already; code_interpreter is not served
         forced = tool_choice == "required" or isinstance(tool_choice, dict)
-        if forced and any(_function_calls(step) for step in steps):
+        rounds = sum(1 for step in steps if _function_calls(step))
+        if forced and rounds:
             tool_choice = "auto"  # the forced call was made; with its output the model may answer
+        if rounds >= self.settings.max_tool_rounds:
+            tool_choice = "none"  # enough rounds: the model answers with what the outputs told it
         response_format = run.response_format if run.response_format not in (None, "auto") else None
         return GenerationRequest(
             messages=conversation,
@@ -412,8 +427,14 @@ class RunExecutor:
                 previous.get("completion_tokens", 0) + usage.completion_tokens,
             )
         )
-        if calls:
-            await self._require_action(run, [calls[index] for index in sorted(calls)], usage, run_usage)
+        if calls and request.tool_choice != "none":  # calls nobody asked for are dropped
+            fresh = await self._fresh_calls(run, [calls[index] for index in sorted(calls)])
+            if fresh:
+                await self._require_action(run, fresh, usage, run_usage)
+                return
+            log.info("run %s: the model repeated calls whose outputs it has; it answers in text", run.id)
+            run.usage = run_usage
+            await self._generate(run, lost, engine, replace(request, tool_choice="none"), hits)
             return
         cut_off = finish == "length" and run.max_completion_tokens is not None
         if message is None:
@@ -496,6 +517,19 @@ class RunExecutor:
         self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
         if step is not None:
             self.bus.publish(run.id, f"thread.run.step.{step.status}", wire.run_step(step))
+
+    async def _fresh_calls(self, run: tables.Run, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`calls` less those identical to a call of this run that has its output already, or to an earlier
+        call of the same list: such a call would only hand the client the same question again."""
+        async with self.db.read() as session:
+            steps = await RunStepRepository(session, run.project_id).for_run(run.id)
+        seen = {_call_key(call) for step in steps for call in _function_calls(step)}
+        fresh = []
+        for call in calls:
+            if (key := _call_key(call)) not in seen:
+                seen.add(key)
+                fresh.append(call)
+        return fresh
 
     async def _require_action(
         self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage, run_usage: dict[str, int]

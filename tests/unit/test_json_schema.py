@@ -1,0 +1,164 @@
+"""JSON schemas → grammars: references, type lists, numeric ranges, and refusals that name the keyword."""
+
+from __future__ import annotations
+
+import enum
+import re
+
+import openai
+import pydantic
+import pytest
+from llama_cpp import LlamaGrammar
+
+from assistd.engines.grammar import generation_grammar, schema_grammar
+from assistd.engines.json_schema import MAX_DEPTH, integer_range
+from assistd.errors import InvalidRequest
+
+
+def compiles(grammar: str) -> bool:
+    return LlamaGrammar.from_string(grammar, verbose=False) is not None
+
+
+def as_regex(expression: str) -> re.Pattern[str]:
+    """The GBNF expressions of integer_range use literals, classes, groups and alternation: a regex each."""
+    tokens = re.findall(r'"[^"]*"|\[[^\]]*\]|[()|]|\s+', expression)
+    assert "".join(tokens) == expression, "an unexpected construct"
+    parts = []
+    for token in tokens:
+        if token.startswith('"'):
+            parts.append(re.escape(token[1:-1]))
+        elif token == "(":
+            parts.append("(?:")
+        elif not token.isspace():
+            parts.append(token)
+    return re.compile("".join(parts))
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(0, 9), (0, 130), (1, 12), (18, 65), (-40, 60), (-999, -100), (7, 7), (95, 1205), (100, 100000), (-5, None)],
+)
+def test_integer_ranges_match_exactly_the_integers_within(low, high) -> None:
+    pattern = as_regex(integer_range(low, high))
+    top = high if high is not None else low + 3000
+    for value in range(low - 300, top + 300):
+        assert bool(pattern.fullmatch(str(value))) == (value >= low and (high is None or value <= high)), value
+    for text in ("007", "-0", "+5", "1.5", ""):
+        assert not pattern.fullmatch(text), text
+
+
+def test_open_ranges_stop_at_sixteen_digits() -> None:
+    pattern = as_regex(integer_range(None, 10))
+    assert pattern.fullmatch("-" + "9" * 16) and not pattern.fullmatch("-" + "9" * 17)
+    assert pattern.fullmatch("10") and not pattern.fullmatch("11")
+
+
+class Operator(enum.Enum):
+    eq = "="
+    gt = ">"
+    lt = "<"
+
+
+class Condition(pydantic.BaseModel):
+    column: str
+    operator: Operator
+    value: str | int
+
+
+class Query(pydantic.BaseModel):
+    table_name: str
+    columns: list[str]
+    conditions: list[Condition]
+    order_by: Operator | None
+    limit: int = pydantic.Field(ge=1, le=100)
+
+
+class Tree(pydantic.BaseModel):
+    label: str
+    children: list[Tree]
+
+
+def test_pydantic_function_tools_with_refs_and_enums_compile() -> None:
+    """What `openai.pydantic_function_tool` sends: $defs with $refs, anyOf with null, enums."""
+    tools = [openai.pydantic_function_tool(Query), openai.pydantic_function_tool(Tree)]
+    assert "$defs" in tools[0]["function"]["parameters"]
+    for choice in ("auto", "required"):
+        grammar, may_call = generation_grammar(tools=tools, tool_choice=choice, response_format=None)
+        assert may_call and compiles(grammar)
+    assert '"\\"=\\""' in grammar and '"\\">\\""' in grammar  # the enum's values
+
+
+def test_definitions_of_the_same_name_in_two_tools_stay_apart() -> None:
+    def tool(name: str, item: dict) -> dict:
+        parameters = {
+            "type": "object",
+            "properties": {"item": {"$ref": "#/$defs/Item"}},
+            "required": ["item"],
+            "$defs": {"Item": item},
+        }
+        return {"type": "function", "function": {"name": name, "parameters": parameters}}
+
+    tools = [tool("a", {"type": "string", "enum": ["red", "blue"]}), tool("b", {"type": "integer", "maximum": 3})]
+    grammar, _ = generation_grammar(tools=tools, tool_choice="required", response_format=None)
+    assert compiles(grammar) and '"\\"red\\""' in grammar and "[0-3]" in grammar
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object", "properties": {"a": {"$ref": "#/definitions/A"}}, "definitions": {"A": {"type": "boolean"}}},
+        {"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}},  # recursion
+        {
+            "type": "object",
+            "properties": {"m": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}},
+        },
+        {"type": "object", "properties": {"x": {"type": ["string", "null"], "maxLength": 3}}},
+        {"type": "object", "properties": {"p": {"type": "number", "minimum": 0, "maximum": 1}}},
+        {"anyOf": [{"type": "string", "format": "date"}, {"type": "integer", "exclusiveMinimum": 0}]},
+        {"type": "object", "properties": {"~a/b": {"type": "string"}, "r": {"$ref": "#/properties/~0a~1b"}}},
+    ],
+)
+def test_strict_mode_schemas_compile(schema) -> None:
+    assert compiles(schema_grammar(schema))
+
+
+def test_type_lists_keep_their_keywords_and_enum_values() -> None:
+    grammar = schema_grammar({"type": ["string", "null"], "enum": ["a", None, 3]})
+    assert '"\\"a\\""' in grammar and '"null"' in grammar and '"3"' not in grammar
+    grammar = schema_grammar({"type": ["integer", "null"], "minimum": 5, "maximum": 7})
+    assert "[5-7]" in grammar
+
+
+@pytest.mark.parametrize(
+    ("schema", "keyword"),
+    [
+        ({"type": "object", "properties": {"a": {"not": {"type": "string"}}}}, "'not'"),
+        ({"type": "object", "patternProperties": {"^x": {"type": "string"}}}, "'patternProperties'"),
+        ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "'uniqueItems'"),
+        ({"type": "number", "multipleOf": 0.5}, "'multipleOf'"),
+        ({"if": {"type": "string"}, "then": {"maxLength": 2}}, "'if'"),
+        ({"type": "object", "properties": {"a": {"$ref": "https://example.com/s.json"}}}, "'$ref'"),
+        ({"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}, "points at nothing"),
+        ({"type": "string", "minLength": 1_000_000_000}, "'minLength'"),
+        ({"type": "number", "minimum": 0.2, "maximum": 0.8}, "bounds"),
+    ],
+)
+def test_what_cannot_be_enforced_is_a_400_naming_it(schema, keyword) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        schema_grammar(schema)
+    assert keyword in info.value.message and info.value.param == "response_format"
+    assert info.value.code == "invalid_schema"
+
+
+def test_deep_nesting_is_refused_before_any_grammar_is_built() -> None:
+    schema: dict = {"type": "string"}
+    for _ in range(MAX_DEPTH + 5):
+        schema = {"type": "array", "items": schema}
+    with pytest.raises(InvalidRequest) as info:
+        schema_grammar(schema)
+    assert "nested" in info.value.message
+
+
+def test_bounds_beyond_any_context_are_dropped_not_expanded() -> None:
+    grammar = schema_grammar({"type": "string", "maxLength": 10**9})
+    assert compiles(grammar) and len(grammar) < 2000
