@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench install services clean
+.PHONY: serve test lint bench install services node-sdk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,20 @@ services:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || \
 		{ echo "the tests need redis-server: sudo apt-get install redis-server" >&2; exit 1; }
 
+# The end-to-end tests with OpenAI's TypeScript SDK (tests/node, run by tests/e2e/test_node_sdk.py) need
+# Node.js >= 20 and the SDK version pinned in tests/node/package-lock.json.
+NODE_SDK := tests/node/node_modules/.package-lock.json
+
+$(NODE_SDK): tests/node/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ echo "the tests need Node.js >= 20 and npm (e.g. apt-get install nodejs npm)" >&2; exit 1; }
+	npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+
+node-sdk: $(NODE_SDK)
+
 ## Run the linter and the test suite: everything on SQLite, then the end-to-end tests again scaled out
 ## (PostgreSQL + pgvector, Redis, a separate worker process).
-test: install lint services
+test: install lint services node-sdk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	ASSISTD_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
