@@ -167,16 +167,11 @@ test('function calling: requires_action, then submitToolOutputsStream to a termi
   assert.equal(stepCall.function.output, 'Sunny, 21 degrees Celsius.');
 });
 
-// TODO(server bug): POST /v1/threads/{thread_id}/runs with stream=true, when the run stops for tool calls
-// (assistd.runtime.executor.Executor._require_action), sends `thread.run.step.created` (and `.in_progress`) with
-// step_details.tool_calls already holding the complete calls, then a `thread.run.step.delta` that repeats every
-// call in full. The SDK (like OpenAI's API, where step.created carries `tool_calls: []`) treats the delta as an
-// increment and concatenates it onto the snapshot, so the tool call handed to `toolCallCreated`, `toolCallDelta`,
-// `toolCallDone` and the `runStepDelta` snapshot has its id, function name and arguments doubled
-// ('{"city": "Paris"}{"city": "Paris"}', which is not JSON). `todo` until the server sends the step empty first.
+// OpenAI opens a tool_calls step with `tool_calls: []` and brings the calls in deltas; the SDK appends each delta
+// to its snapshot, so a step that opened full would reach toolCallDone with its id, name and arguments doubled.
 test(
   "streamed tool calls: the SDK's toolCallDone snapshot equals the run's required_action",
-  { timeout: TIMEOUT, todo: 'server sends each tool call twice (step.created and step.delta); see the comment' },
+  { timeout: TIMEOUT },
   async () => {
     const thread = await client.beta.threads.create({
       messages: [{ role: 'user', content: 'What is the weather in Rome?' }],

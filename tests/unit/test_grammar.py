@@ -51,19 +51,21 @@ def test_named_function_must_exist() -> None:
     assert info.value.param == "tool_choice"
 
 
-def test_free_strings_in_arguments_are_bounded() -> None:
+def test_free_strings_and_arrays_in_arguments_are_bounded() -> None:
     parameters = {
         "type": "object",
         "properties": {
             "city": {"type": "string"},
             "unit": {"type": "string", "enum": ["c", "f"]},
             "tags": {"type": "array", "items": {"type": "string", "maxLength": 5}},
+            "steps": {"type": "array", "items": {"type": "integer"}, "minItems": 20},
         },
     }
     arguments = call_schema([{"name": "f", "parameters": parameters}])["properties"]["arguments"]
     assert arguments["properties"]["city"]["maxLength"] == 200
     assert "maxLength" not in arguments["properties"]["unit"]
     assert arguments["properties"]["tags"]["items"]["maxLength"] == 5
+    assert arguments["properties"]["tags"]["maxItems"] == 16 and arguments["properties"]["steps"]["maxItems"] == 20
     assert "maxLength" not in parameters["properties"]["city"], "the caller's schema is not changed"
 
 

@@ -6,7 +6,8 @@
 - tools with "auto": either such a call or plain text that does not start with "{" or "[" — the choice is the
   model's, a malformed call is impossible.
 - with `parallel_tool_calls`, a JSON array of up to MAX_PARALLEL_CALLS such calls is allowed too.
-- string arguments the function's schema leaves unbounded are capped at MAX_ARGUMENT_STRING characters.
+- string arguments the function's schema leaves unbounded are capped at MAX_ARGUMENT_STRING characters, and
+  arrays at MAX_ARGUMENT_ITEMS items.
 
 Schemas are turned into grammars by json_schema.py (references, type lists, numeric bounds, refusals).
 """
@@ -23,6 +24,7 @@ from assistd.errors import InvalidRequest
 
 ANY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object"}
 MAX_ARGUMENT_STRING = 200
+MAX_ARGUMENT_ITEMS = 16
 PERMISSIVE_PARAMETERS: dict[str, Any] = {"type": "object"}
 _PLAIN_TEXT_RULE = "assistd-text ::= [^{[ \\t\\n] [^\\x00]*\n"
 MAX_PARALLEL_CALLS = 4
@@ -56,24 +58,28 @@ def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> st
 def calls_grammar(functions: Sequence[dict[str, Any]]) -> str:
     """A grammar (root rule `assistd-call`) for one call `{"name", "arguments"}` of any of `functions`."""
     parameters = {
-        function["name"]: bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS) for function in functions
+        function["name"]: bounded_arguments(function.get("parameters") or PERMISSIVE_PARAMETERS)
+        for function in functions
     }
     grammar = schema_to_grammar(parameters, lambda prepared: call_schema(functions, prepared), "tools")
     return _rename_root(_strict(grammar), "assistd-call").rstrip("\n") + "\n"
 
 
-def bounded_strings(schema: Any) -> Any:
-    """`schema` with every free-form string capped at MAX_ARGUMENT_STRING characters: small models can ramble
-    inside a string until max_tokens cuts the call off. Strings the schema already constrains are left alone."""
+def bounded_arguments(schema: Any) -> Any:
+    """`schema` with every free-form string capped at MAX_ARGUMENT_STRING characters and every unbounded array at
+    MAX_ARGUMENT_ITEMS items: small models can ramble inside a string, or repeat array items, until the context
+    runs out and the call is cut off. What the schema already bounds is left alone."""
     if isinstance(schema, list):
-        return [bounded_strings(item) for item in schema]
+        return [bounded_arguments(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    bounded = {key: bounded_strings(value) for key, value in schema.items()}
+    bounded = {key: bounded_arguments(value) for key, value in schema.items()}
     kind = schema.get("type")
-    free = kind == "string" or (isinstance(kind, list) and "string" in kind)
-    if free and not {"maxLength", "enum", "const", "pattern", "format"} & schema.keys():
+    kinds = kind if isinstance(kind, list) else [kind]
+    if "string" in kinds and not {"maxLength", "enum", "const", "pattern", "format"} & schema.keys():
         bounded["maxLength"] = MAX_ARGUMENT_STRING
+    if "array" in kinds and "maxItems" not in schema and isinstance(schema.get("items"), dict):
+        bounded["maxItems"] = max(MAX_ARGUMENT_ITEMS, schema.get("minItems", 0))
     return bounded
 
 
@@ -85,7 +91,7 @@ def call_schema(functions: Sequence[dict[str, Any]], parameters: dict[str, Any] 
             "properties": {
                 "name": {"const": function["name"]},
                 "arguments": (parameters or {}).get(function["name"])
-                or bounded_strings(function.get("parameters") or PERMISSIVE_PARAMETERS),
+                or bounded_arguments(function.get("parameters") or PERMISSIVE_PARAMETERS),
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,

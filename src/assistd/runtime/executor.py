@@ -537,8 +537,10 @@ class RunExecutor:
         step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=_usage(usage))
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
-        self.bus.publish(run.id, "thread.run.step.created", wire.run_step(step))
-        self.bus.publish(run.id, "thread.run.step.in_progress", wire.run_step(step))
+        # as OpenAI streams it: the step opens empty and one delta brings the calls (clients append deltas to it)
+        opened = {**wire.run_step(step), "step_details": {"type": "tool_calls", "tool_calls": []}}
+        self.bus.publish(run.id, "thread.run.step.created", opened)
+        self.bus.publish(run.id, "thread.run.step.in_progress", opened)
         self.bus.publish(
             run.id,
             "thread.run.step.delta",
