@@ -352,7 +352,7 @@ def _call(call_id: str, arguments: str) -> list[Chunk]:
 
 
 async def _tool_rounds(
-    world: str, engine: ScriptedEngine, rounds: int, settings: ExecutorSettings
+    world: str, engine: ScriptedEngine, rounds: int, settings: ExecutorSettings, tool_choice: object = "auto"
 ) -> tuple[tables.Run, list[tables.RunStep]]:
     """Run `rounds` claims of one run, submitting an output for every call it hands back; the final run."""
     from assistd.schemas.runs import SubmitToolOutputs
@@ -363,7 +363,7 @@ async def _tool_rounds(
     registry = ModelRegistry({"fake": engine})
     executor = RunExecutor(db, registry, LocalEventBus(), settings)
     service = RunService(db, registry, LocalEventBus(), lambda: None)
-    run = await setup_run(db, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice="required")
+    run = await setup_run(db, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=tool_choice)
     principal = Principal(project_id=run.project_id, key_id="test")
     for _ in range(rounds):
         claimed = await RunQueue(db).claim("w1", time.time(), 30)
@@ -395,7 +395,7 @@ def test_a_repeated_call_is_answered_in_text(world) -> None:
     run, steps = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600)))
     assert run.status == "completed"
     assert [step.type for step in steps] == ["tool_calls", "message_creation"]
-    assert [request.tool_choice for request in engine.requests] == ["required", "auto", "none"]
+    assert [request.tool_choice for request in engine.requests] == ["auto", "auto", "none"]
     assert run.usage["completion_tokens"] == 3 + 3 + 4  # the discarded repeat is counted too
 
 
@@ -424,13 +424,15 @@ def test_tool_rounds_are_limited(world) -> None:
     run, steps = asyncio.run(_tool_rounds(world, engine, 10, ExecutorSettings(30, 600, max_tool_rounds=3)))
     assert run.status == "completed"
     assert [step.type for step in steps] == ["tool_calls"] * 3 + ["message_creation"]
-    assert [request.tool_choice for request in engine.requests] == ["required", "auto", "auto", "none"]
+    assert [request.tool_choice for request in engine.requests] == ["auto", "auto", "auto", "none"]
 
 
-def test_calls_after_tool_choice_none_are_dropped(world) -> None:
-    """An engine that calls although tool_choice is none (an upstream may) does not loop: the run completes."""
+@pytest.mark.parametrize("forced", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_a_forced_call_is_made_once_then_the_model_answers(world, forced) -> None:
+    """A forced tool_choice holds for the first round; with its outputs the model answers in text. An engine
+    that calls although tool_choice is none (an upstream may) does not loop either: its calls are dropped."""
     engine = ScriptedEngine()
     engine.script = _call("call_1", '{"n": 1}')
-    run, _ = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600, max_tool_rounds=1)))
-    assert run.status == "completed"
-    assert [request.tool_choice for request in engine.requests] == ["required", "none"]
+    run, steps = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600), forced))
+    assert run.status == "completed" and [step.type for step in steps] == ["tool_calls", "message_creation"]
+    assert [request.tool_choice for request in engine.requests] == [forced, "none"]

@@ -363,10 +363,8 @@ class RunExecutor:
             tool_choice = "auto"  # a hosted tool forced: file_search has run already; code_interpreter is not served
         forced = tool_choice == "required" or isinstance(tool_choice, dict)
         rounds = sum(1 for step in steps if _function_calls(step))
-        if forced and rounds:
-            tool_choice = "auto"  # the forced call was made; with its output the model may answer
-        if rounds >= self.settings.max_tool_rounds:
-            tool_choice = "none"  # enough rounds: the model answers with what the outputs told it
+        if (forced and rounds) or rounds >= self.settings.max_tool_rounds:
+            tool_choice = "none"  # the forced call was made, or enough rounds: the model answers with the outputs
         response_format = run.response_format if run.response_format not in (None, "auto") else None
         return GenerationRequest(
             messages=conversation,
