@@ -136,7 +136,8 @@ def _without_search_content(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def file(row: tables.File) -> dict[str, Any]:
-    return {
+    """`expires_at` only when the file expires; never `status_details` (deprecated, and typed as a string)."""
+    shown: dict[str, Any] = {
         "id": row.id,
         "object": "file",
         "bytes": row.bytes,
@@ -144,9 +145,10 @@ def file(row: tables.File) -> dict[str, Any]:
         "filename": row.filename,
         "purpose": row.purpose,
         "status": "processed",
-        "status_details": None,
-        "expires_at": row.expires_at,
     }
+    if row.expires_at is not None:
+        shown["expires_at"] = row.expires_at
+    return shown
 
 
 def vector_store_expires_at(row: tables.VectorStore) -> int | None:
@@ -162,7 +164,7 @@ def vector_store(row: tables.VectorStore, file_counts: dict[str, int], usage_byt
         status = "in_progress"
     else:
         status = "completed"
-    return {
+    shown: dict[str, Any] = {
         "id": row.id,
         "object": "vector_store",
         "created_at": row.created_at,
@@ -171,11 +173,13 @@ def vector_store(row: tables.VectorStore, file_counts: dict[str, int], usage_byt
         "usage_bytes": usage_bytes,
         "file_counts": file_counts,
         "status": status,
-        "expires_after": row.expires_after,
         "expires_at": expires_at,
         "last_active_at": row.last_active_at,
         "metadata": row.metadata_,
     }
+    if row.expires_after is not None:  # an object when there is a policy, absent (not null) without one
+        shown["expires_after"] = row.expires_after
+    return shown
 
 
 def vector_store_file(row: tables.VectorStoreFile) -> dict[str, Any]:
