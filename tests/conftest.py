@@ -1,5 +1,6 @@
 """Shared fixtures: one real server for the session, two projects with a key each, SDK clients whose every
-error response is checked for OpenAI's error shape."""
+error response is checked for OpenAI's error shape, and whose every answer is held against OpenAI's OpenAPI
+description (tests/conformance.py; tests/e2e/test_zz_conformance.py reports, and so does the session's end)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conformance import RECORDER, ConformanceTransport
 from tests.server import ServerProcess, run_cli
 
 ERROR_FIELDS = {"message", "type", "param", "code"}
@@ -39,7 +41,8 @@ def _check_errors(response: httpx.Response) -> None:
 
 
 def checked_http_client() -> httpx.Client:
-    return httpx.Client(event_hooks={"response": [_check_errors]}, timeout=30)
+    """The SDK's http client: error shapes checked, every body validated against the spec as it is read."""
+    return httpx.Client(transport=ConformanceTransport(), event_hooks={"response": [_check_errors]}, timeout=30)
 
 
 @dataclass
@@ -62,7 +65,11 @@ class Env:
     def http(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx.Client(
-            base_url=self.base_url, headers=headers, event_hooks={"response": [_check_errors]}, timeout=30
+            base_url=self.base_url,
+            headers=headers,
+            transport=ConformanceTransport(),
+            event_hooks={"response": [_check_errors]},
+            timeout=30,
         )
 
 
@@ -96,3 +103,21 @@ def other_client(env: Env) -> openai.OpenAI:
 def http(env: Env) -> httpx.Client:
     """Raw HTTP as project alpha, for what the SDK cannot send (bad JSON, unknown fields, odd bytes)."""
     return env.http(env.key_a)
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    RECORDER.deselected += len(items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Conformance violations that no conformance test reported (a subset ran without it) fail the session."""
+    if RECORDER.violations[RECORDER.reported :] and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
+    if not RECORDER.bodies:
+        return
+    terminalreporter.write_sep("-", "OpenAPI conformance")
+    unreported = RECORDER.violations[RECORDER.reported :]
+    terminalreporter.write_line(RECORDER.report(unreported) if unreported else RECORDER.summary())

@@ -9,6 +9,7 @@ import sys
 import openai
 import pytest
 
+from tests.conftest import checked_http_client
 from tests.server import ServerProcess, backend_env, run_cli, scaled_out
 
 
@@ -72,7 +73,9 @@ def test_ingest_then_search_through_the_server(tmp_path) -> None:
 
     server = ServerProcess(data_dir).start()
     try:
-        client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=key, max_retries=0)
+        client = openai.OpenAI(
+            base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, http_client=checked_http_client()
+        )
         (store,) = [s for s in client.vector_stores.list() if s.name == "kb"]
         assert (store.file_counts.completed, store.file_counts.failed) == (2, 1)
         files = list(client.vector_stores.files.list(store.id))
