@@ -275,3 +275,14 @@ def test_a_schema_that_cannot_be_enforced_is_a_400_naming_the_keyword(client: op
             response_format={"type": "json_schema", "json_schema": {"name": "t", "schema": schema}},
         )
     assert "uniqueItems" in info.value.message and info.value.param == "response_format"
+
+
+def test_a_run_with_an_unenforceable_tool_schema_is_a_400_before_it_is_queued(client: openai.OpenAI) -> None:
+    parameters = {"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 3}}}
+    tool = {"type": "function", "function": {"name": "pick", "parameters": parameters}}
+    assistant = client.beta.assistants.create(model="gpt-4o", tools=[tool])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "Pick a number."}])
+    with pytest.raises(openai.BadRequestError) as info:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    assert info.value.param == "tools" and "multipleOf" in info.value.message
+    assert client.beta.threads.runs.list(thread.id).data == [], "a refused run writes nothing"

@@ -79,6 +79,9 @@ class ScriptedEngine:
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         return sum(len(str(message.get("content") or "").split()) for message in request.messages)
 
+    def check(self, request: GenerationRequest) -> None:
+        pass
+
     async def close(self) -> None:
         pass
 

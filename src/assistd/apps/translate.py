@@ -57,6 +57,9 @@ class ProtectedTranslation:
     async def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
         return None  # each line is its own request; the run's prompt as a whole is never sent
 
+    def check(self, request: GenerationRequest) -> None:
+        self.engine.check(request)
+
     async def close(self) -> None:
         return None
 

@@ -86,6 +86,10 @@ class TextEngine(Protocol):
         """The prompt's size in this model's tokens, or None where the engine cannot tell before generating."""
         ...
 
+    def check(self, request: GenerationRequest) -> None:
+        """Raise InvalidRequest for tools or a response format this engine cannot hold the model to."""
+        ...
+
     async def close(self) -> None: ...
 
 

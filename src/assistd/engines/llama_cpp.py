@@ -82,6 +82,15 @@ class LlamaCppEngine:
         prompt = self.render_chat(request) if request.messages is not None else request.prompt or ""
         return await asyncio.to_thread(self.count_tokens, prompt)
 
+    def check(self, request: GenerationRequest) -> None:
+        """Tools and formats are enforced by a grammar: one that cannot be built is the caller's 400."""
+        generation_grammar(
+            tools=request.tools,
+            tool_choice=request.tool_choice,
+            response_format=request.response_format,
+            parallel_tool_calls=request.parallel_tool_calls,
+        )
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         is_chat = request.messages is not None
         prompt = self.render_chat(request) if is_chat else request.prompt or ""

@@ -268,6 +268,9 @@ class OpenAICompatTextEngine:
         """Unknown: the upstream tokenizes."""
         return None
 
+    def check(self, request: GenerationRequest) -> None:
+        """Nothing to check here: the upstream enforces (or refuses) tools and formats itself."""
+
     async def close(self) -> None:
         await self._upstream.close()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -38,6 +37,7 @@ from assistd.store.queue import RunQueue
 from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search
 from assistd.tools.file_search import FileSearch
+from assistd.tools.function import call_key, constraints, function_calls
 
 log = logging.getLogger(__name__)
 
@@ -82,23 +82,6 @@ def _prompt_budget(run: tables.Run, engine: Any) -> int | None:
     room = min(run.max_completion_tokens or ANSWER_ROOM_TOKENS, context // 4) if context else 0
     budgets = [limit for limit in (run.max_prompt_tokens, context - room if context else None) if limit]
     return min(budgets) if budgets else None
-
-
-def _function_calls(step: tables.RunStep) -> list[dict[str, Any]]:
-    """The function calls of a tool_calls step (none for other steps, or for file_search calls)."""
-    if step.type != "tool_calls":
-        return []
-    return [call for call in step.step_details.get("tool_calls", []) if call["type"] == "function"]
-
-
-def _call_key(call: dict[str, Any]) -> tuple[str, str]:
-    """What makes two function calls the same call: the function and its arguments (as JSON values)."""
-    arguments = call["function"]["arguments"]
-    try:
-        arguments = json.dumps(json.loads(arguments), sort_keys=True)
-    except ValueError:
-        arguments = arguments.strip()
-    return call["function"]["name"], arguments
 
 
 def _text_of(message: tables.Message) -> str:
@@ -336,7 +319,7 @@ class RunExecutor:
         for message in messages:
             conversation.append({"role": message.role, "content": _text_of(message)})
         for step in steps:
-            calls = _function_calls(step)
+            calls = function_calls(step)
             if not calls:
                 continue
             conversation.append(
@@ -357,24 +340,13 @@ class RunExecutor:
                 conversation.append(
                     {"role": "tool", "tool_call_id": call["id"], "content": content_text(call["function"]["output"])}
                 )
-        functions = [tool for tool in run.tools if tool.get("type") == "function"]
-        tool_choice = run.tool_choice
-        if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
-            tool_choice = "auto"  # a hosted tool forced: file_search has run already; code_interpreter is not served
-        forced = tool_choice == "required" or isinstance(tool_choice, dict)
-        rounds = sum(1 for step in steps if _function_calls(step))
-        if (forced and rounds) or rounds >= self.settings.max_tool_rounds:
-            tool_choice = "none"  # the forced call was made, or enough rounds: the model answers with the outputs
-        response_format = run.response_format if run.response_format not in (None, "auto") else None
+        rounds = sum(1 for step in steps if function_calls(step))
         return GenerationRequest(
             messages=conversation,
             max_tokens=run.max_completion_tokens,
             temperature=run.temperature,
             top_p=run.top_p,
-            tools=functions,
-            tool_choice=tool_choice if functions else None,
-            parallel_tool_calls=run.parallel_tool_calls,
-            response_format=response_format,
+            **constraints(run, rounds, self.settings.max_tool_rounds),
         )
 
     async def _generate(
@@ -521,10 +493,10 @@ class RunExecutor:
         call of the same list: such a call would only hand the client the same question again."""
         async with self.db.read() as session:
             steps = await RunStepRepository(session, run.project_id).for_run(run.id)
-        seen = {_call_key(call) for step in steps for call in _function_calls(step)}
+        seen = {call_key(call) for step in steps for call in function_calls(step)}
         fresh = []
         for call in calls:
-            if (key := _call_key(call)) not in seen:
+            if (key := call_key(call)) not in seen:
                 seen.add(key)
                 fresh.append(call)
         return fresh

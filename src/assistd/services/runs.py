@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from assistd.engines.base import GenerationRequest
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
 from assistd.runtime import states
@@ -36,6 +37,7 @@ from assistd.store.repositories import (
     RunStepRepository,
     ThreadRepository,
 )
+from assistd.tools.function import constraints
 
 
 @dataclass
@@ -64,9 +66,9 @@ class RunService:
         self, run_id: str, thread_id: str, assistant: tables.Assistant, body: RunOptions, instructions: str
     ) -> tables.Run:
         model = body.model or assistant.model
-        self.registry.text(model)  # an unknown model is the caller's error now, not a failed run later
+        engine = self.registry.text(model)  # an unknown model is the caller's error now, not a failed run later
         truncation = to_stored(body.truncation_strategy) or {"type": "auto", "last_messages": None}
-        return tables.Run(
+        run = tables.Run(
             id=run_id,
             thread_id=thread_id,
             assistant_id=assistant.id,
@@ -88,6 +90,8 @@ class RunService:
             response_language=body.response_language or assistant.response_language,
             attempts=0,
         )
+        engine.check(GenerationRequest(messages=[], **constraints(run, rounds=0, max_rounds=1)))  # schemas: 400 now
+        return run
 
     async def _assistant(self, session, principal: Principal, assistant_id: str) -> tables.Assistant:
         assistant = await AssistantRepository(session, principal.project_id).get(assistant_id)

@@ -1,0 +1,48 @@
+"""Function tools in runs: what the model may call in each round, and when two calls are the same call.
+
+- A forced `tool_choice` (`required`, or a named function) holds for the run's first round of calls; with their
+  outputs the model answers in text. A hosted tool forced (file_search, code_interpreter) leaves the choice to
+  the model: file_search runs before generation, code_interpreter is not served.
+- After `max_rounds` rounds of calls the model must answer in text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from assistd.store import tables
+
+
+def function_calls(step: tables.RunStep) -> list[dict[str, Any]]:
+    """The function calls of a tool_calls step (none for other steps, or for file_search calls)."""
+    if step.type != "tool_calls":
+        return []
+    return [call for call in step.step_details.get("tool_calls", []) if call["type"] == "function"]
+
+
+def call_key(call: dict[str, Any]) -> tuple[str, str]:
+    """What makes two function calls the same call: the function and its arguments (as JSON values)."""
+    arguments = call["function"]["arguments"]
+    try:
+        arguments = json.dumps(json.loads(arguments), sort_keys=True)
+    except ValueError:
+        arguments = arguments.strip()
+    return call["function"]["name"], arguments
+
+
+def constraints(run: tables.Run, rounds: int, max_rounds: int) -> dict[str, Any]:
+    """The tool and format fields of the generation request for `run` after `rounds` rounds of calls."""
+    functions = [tool for tool in run.tools if tool.get("type") == "function"]
+    tool_choice = run.tool_choice
+    if isinstance(tool_choice, dict) and tool_choice.get("type") != "function":
+        tool_choice = "auto"
+    forced = tool_choice == "required" or isinstance(tool_choice, dict)
+    if (forced and rounds) or rounds >= max_rounds:
+        tool_choice = "none"  # the forced call was made, or enough rounds: the model answers with the outputs
+    return {
+        "tools": functions,
+        "tool_choice": tool_choice if functions else None,
+        "parallel_tool_calls": run.parallel_tool_calls,
+        "response_format": run.response_format if run.response_format not in (None, "auto") else None,
+    }
