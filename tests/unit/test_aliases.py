@@ -118,3 +118,23 @@ def test_families_go_to_the_first_text_model_of_a_models_file() -> None:
 def test_an_alias_needs_a_name() -> None:
     with pytest.raises(AliasError):
         Aliases(MODELS, {"": "small"})
+
+
+def test_the_setting_turns_the_families_off(tmp_path) -> None:
+    import asyncio
+
+    from assistd.app import load_registry
+    from assistd.config import Settings
+    from assistd.errors import NotFound
+
+    on = load_registry(Settings(data_dir=tmp_path))
+    off = load_registry(Settings(data_dir=tmp_path, openai_aliases=False))
+    try:
+        assert on.text("gpt-4o").model_id == "smollm2-135m-instruct"
+        assert on.describe("gpt-4o")["id"] == "gpt-4o"
+        with pytest.raises(NotFound):
+            off.text("gpt-4o")
+        assert off.text("smollm2-135m-instruct").model_id == "smollm2-135m-instruct"
+    finally:
+        asyncio.run(on.close())
+        asyncio.run(off.close())
