@@ -121,3 +121,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
     terminalreporter.write_sep("-", "OpenAPI conformance")
     unreported = RECORDER.violations[RECORDER.reported :]
     terminalreporter.write_line(RECORDER.report(unreported) if unreported else RECORDER.summary())
+    if unreported:
+        terminalreporter.write_line("these conformance violations fail the session", red=True)
