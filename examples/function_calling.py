@@ -26,6 +26,7 @@ run = client.beta.threads.runs.create_and_poll(
     thread_id=thread.id,
     assistant_id=assistant.id,
     tool_choice={"type": "function", "function": {"name": "get_weather"}},  # small models: make sure it calls
+    parallel_tool_calls=False,  # once: a small model may repeat the call in an array until the bound cuts it off
     max_completion_tokens=200,  # and bound the answer: they tend to ramble on
 )
 rounds = 0

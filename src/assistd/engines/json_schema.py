@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,7 +27,8 @@ from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
 from assistd.errors import InvalidRequest
 
 MAX_DEPTH = 64
-MAX_REPETITION = 10_000
+MAX_REPETITION = 1_000  # llama.cpp refuses grammars with much longer bounded repetitions
+MAX_ENUM_VALUES = 1_000  # OpenAI's own limit; each value is an alternative the sampler tries at every token
 UNSUPPORTED_KEYWORDS = frozenset(
     {
         "not",
@@ -97,14 +99,16 @@ class _Preparer:
             raise _Unsupported(f"a `false` schema admits no value (at {where or '/'})")
         if not isinstance(node, dict):
             raise _Unsupported(f"a schema must be an object (at {where or '/'}), not {json.dumps(node)[:40]}")
-        for keyword in sorted(UNSUPPORTED_KEYWORDS & node.keys()):
-            raise _Unsupported(f"'{keyword}' cannot be enforced (at {where or '/'})")
+        if unsupported := sorted(UNSUPPORTED_KEYWORDS & node.keys()):
+            raise _Unsupported(f"'{unsupported[0]}' cannot be enforced (at {where or '/'})")
         for keyword in _REPETITION_KEYWORDS:
             value = node.get(keyword)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise _Unsupported(f"'{keyword}' must be a non-negative integer (at {where or '/'})")
             if keyword.startswith("min") and value is not None and value > MAX_REPETITION:
                 raise _Unsupported(f"'{keyword}' above {MAX_REPETITION} cannot be enforced (at {where or '/'})")
+        if isinstance(node.get("enum"), list) and len(node["enum"]) > MAX_ENUM_VALUES:
+            raise _Unsupported(f"'enum' has more than {MAX_ENUM_VALUES} values (at {where or '/'})")
         if "$ref" in node:
             return {"$ref": "#/$defs/" + self._definition(node["$ref"], where, depth)}
         prepared: dict[str, Any] = {}
@@ -119,7 +123,9 @@ class _Preparer:
             elif key in ("items", "additionalProperties") and isinstance(value, dict | bool):
                 prepared[key] = value if isinstance(value, bool) else self._prepare(value, path, depth + 1)
             elif key in ("maxLength", "maxItems") and value > MAX_REPETITION:
-                continue  # more than any context holds: the bound cannot be reached
+                prepared[key] = MAX_REPETITION  # a tighter bound: what the grammar allows still matches
+            elif key == "pattern" and isinstance(value, str) and _longest_repeat(value) > MAX_REPETITION:
+                raise _Unsupported(f"'pattern' repeats more than {MAX_REPETITION} times (at {where or '/'})")
             else:
                 prepared[key] = value
         if "allOf" in prepared and not all("properties" in self._target(part) for part in prepared["allOf"]):
@@ -150,6 +156,12 @@ class _Preparer:
             self.defs[name] = {}  # reserved first: the definition may refer to itself
             self.defs[name] = self._prepare(target, ref[1:] or "/", depth + 1)
         return self._names[identity]
+
+
+def _longest_repeat(pattern: str) -> int:
+    """The largest count in the pattern's `{n}`, `{n,}` and `{n,m}` quantifiers (0 without any)."""
+    quantifiers = re.findall(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}", pattern)
+    return max((int(number) for bounds in quantifiers for number in bounds if number), default=0)
 
 
 def _split_type_list(schema: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -84,22 +85,33 @@ class LlamaCppEngine:
 
     def check(self, request: GenerationRequest) -> None:
         """Tools and formats are enforced by a grammar: one that cannot be built is the caller's 400."""
-        generation_grammar(
-            tools=request.tools,
-            tool_choice=request.tool_choice,
-            response_format=request.response_format,
-            parallel_tool_calls=request.parallel_tool_calls,
-        )
+        self._grammar(request)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    def _grammar(self, request: GenerationRequest) -> tuple[str | None, bool]:
+        """The request's grammar (see grammar.py), proven to parse in llama.cpp itself, and whether the output
+        may be a call. llama-cpp-python would carry on with a grammar llama.cpp refused, and crash the process."""
         is_chat = request.messages is not None
-        prompt = self.render_chat(request) if is_chat else request.prompt or ""
         grammar_text, may_call = generation_grammar(
             tools=request.tools if is_chat else (),
             tool_choice=request.tool_choice,
             response_format=request.response_format,
             parallel_tool_calls=request.parallel_tool_calls,
         )
+        if grammar_text is not None:
+            sampler = llama_cpp.llama_sampler_init_grammar(self._llama._model.vocab, grammar_text.encode(), b"root")
+            if not sampler:
+                raise InvalidRequest(
+                    "Unsupported JSON schema: the grammar it needs is too large or complex for the model's sampler.",
+                    param="tools" if may_call else "response_format",
+                    code="invalid_schema",
+                )
+            llama_cpp.llama_sampler_free(sampler)
+        return grammar_text, may_call
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        is_chat = request.messages is not None
+        prompt = self.render_chat(request) if is_chat else request.prompt or ""
+        grammar_text, may_call = self._grammar(request)
         prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt)
         available = self.context_length - prompt_tokens
         if available < 1:
