@@ -71,6 +71,20 @@ def query_value(url: str, sql: str):
     return asyncio.run(read())
 
 
+def execute(url: str, sql: str) -> None:
+    """Run and commit `sql` straight on the store (behind the server's back), as an earlier version might have."""
+
+    async def write():
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+
+
 def run_cli(data_dir: Path, *args: str) -> str:
     """Run `assistd ARGS` against the data directory; returns stdout (raises on failure)."""
     result = subprocess.run(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from assistd import __version__, logs
 from assistd.api import assistants, errors, files, generation, health, messages, runs, threads, vector_stores
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from assistd.api.responses import JSONResponse
 from assistd.config import Settings
 from assistd.engines.registry import ConfigError, ModelRegistry, load_config
 from assistd.errors import AssistdError
@@ -60,7 +61,14 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             await parts.close()
             await models.close()
 
-    app = FastAPI(title="assistd", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="assistd",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        default_response_class=JSONResponse,
+    )
     app.state.settings = settings
     errors.install(app)
     # runs first: POST /v1/threads/runs must not be taken for POST /v1/threads/{thread_id}

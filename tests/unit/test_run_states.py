@@ -439,3 +439,23 @@ def test_a_forced_call_is_made_once_then_the_model_answers(world, forced) -> Non
     run, steps = asyncio.run(_tool_rounds(world, engine, 5, ExecutorSettings(30, 600), forced))
     assert run.status == "completed" and [step.type for step in steps] == ["tool_calls", "message_creation"]
     assert [request.tool_choice for request in engine.requests] == [forced, "none"]
+
+
+def test_a_run_handed_back_by_a_stopping_worker_is_taken_at_once(world) -> None:
+    """A graceful stop releases the lease (owner NULL); the next worker claims the run without waiting."""
+
+    async def scenario() -> tuple[tables.Run | None, tables.Run | None]:
+        db = Database(world)
+        run = await setup_run(db)
+        queue = RunQueue(db)
+        first = await queue.claim("w1", time.time(), 30)
+        async with db.write() as session:
+            assert await RunRepository(session, run.project_id).transition(run.id, {"queued"}, status="in_progress")
+        await queue.release(first.id, "w1")
+        again = await queue.claim("w2", time.time(), 30)
+        await db.dispose()
+        return first, again
+
+    first, again = asyncio.run(scenario())
+    assert first is not None and again is not None and again.id == first.id
+    assert again.lease_owner == "w2" and again.attempts == 2

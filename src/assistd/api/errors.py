@@ -12,10 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from assistd.api.responses import JSONResponse
 from assistd.errors import AssistdError
 from assistd.store.database import is_unavailable, is_unstorable_text
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi.responses import StreamingResponse
+
+from assistd.api.responses import dumps
 
 DONE = "[DONE]"
 
 
 def encode(data: dict[str, Any] | str, event: str | None = None) -> bytes:
     """One SSE message; `data` is a JSON object or a literal such as [DONE]."""
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    payload = data.encode() if isinstance(data, str) else dumps(data)
     head = f"event: {event}\n" if event else ""
-    return f"{head}data: {payload}\n\n".encode()
+    return f"{head}data: ".encode() + payload + b"\n\n"
 
 
 def response(messages: AsyncIterator[bytes]) -> StreamingResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -17,30 +18,43 @@ MAX_INSTRUCTIONS = 256_000
 MAX_TOOLS = 128
 
 
-def _without_nul(value: Any) -> Any:
-    """Strings anywhere in `value` must not hold NUL (PostgreSQL cannot store it; no text needs it)."""
+MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1  # what a database integer column holds
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\\udfff" alone: no character, unencodable
+
+
+def _storable(value: Any) -> Any:
+    """Text and numbers anywhere in `value` must be storable: no NUL (PostgreSQL cannot store it; no text needs
+    it), no unpaired UTF-16 surrogate (not a character: it cannot be written as UTF-8), no integer beyond 64 bits."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("Text cannot contain the NUL character (\\u0000).")
+        if (surrogate := _UNPAIRED_SURROGATE.search(value)) is not None:
+            raise ValueError(f"Text cannot contain an unpaired UTF-16 surrogate (\\u{ord(surrogate.group()):04x}).")
+    elif isinstance(value, int):
+        if not MIN_INTEGER <= value <= MAX_INTEGER:
+            raise ValueError(f"Integers must lie between {MIN_INTEGER} and {MAX_INTEGER}.")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _without_nul(key)
-            _without_nul(item)
+            _storable(key)
+            _storable(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _without_nul(item)
+            _storable(item)
+    elif isinstance(value, BaseModel):  # a nested model: its fields, validated already
+        _storable(dict(value))
     return value
 
 
 class RequestModel(BaseModel):
-    """Base of every request body: unknown fields are an error, as OpenAI's API does; NUL is refused in text."""
+    """Base of every request body: unknown fields are an error, as OpenAI's API does; what no store can keep
+    (NUL, unpaired surrogates, integers beyond 64 bits) is refused before anything is written."""
 
     model_config = ConfigDict(extra="forbid")
 
     @field_validator("*")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        return _without_nul(value)
+    def _only_storable(cls, value: Any) -> Any:
+        return _storable(value)
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:

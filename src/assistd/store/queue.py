@@ -65,11 +65,10 @@ class RunQueue:
         self.db = db
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
-        """Take the oldest run that is waiting, or whose lease another worker let run out; None when there is none."""
-        waiting = or_(
-            tables.Run.status.in_(CLAIMABLE),
-            and_(tables.Run.status == "in_progress", tables.Run.lease_owner != worker_id),
-        )
+        """Take the oldest run that is waiting, handed back by a worker that stopped, or whose lease another worker
+        let run out; None when there is none."""
+        not_mine = or_(tables.Run.lease_owner.is_(None), tables.Run.lease_owner != worker_id)  # NULL != x is NULL
+        waiting = or_(tables.Run.status.in_(CLAIMABLE), and_(tables.Run.status == "in_progress", not_mine))
         return await _claim(
             self.db,
             tables.Run,
