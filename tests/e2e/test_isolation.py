@@ -58,3 +58,43 @@ def test_alpha_objects_untouched_after_attempts(client, other_client, alpha_obje
     messages = client.beta.threads.messages.list(alpha_objects["thread"]).data
     assert [m.id for m in messages] == [alpha_objects["message"]]
     assert messages[0].metadata == {}
+
+
+@pytest.fixture(scope="module")
+def beta_file(other_client: openai.OpenAI) -> str:
+    return other_client.files.create(file=("beta.txt", b"beta's secret"), purpose="assistants").id
+
+
+REFERENCES: dict[str, Callable[[openai.OpenAI, str, str], object]] = {
+    "assistant code_interpreter files": lambda c, f, t: c.beta.assistants.create(
+        model="local", tools=[{"type": "code_interpreter"}], tool_resources={"code_interpreter": {"file_ids": [f]}}
+    ),
+    "thread code_interpreter files": lambda c, f, t: c.beta.threads.create(
+        tool_resources={"code_interpreter": {"file_ids": [f]}}
+    ),
+    "thread update code_interpreter files": lambda c, f, t: c.beta.threads.update(
+        t, tool_resources={"code_interpreter": {"file_ids": [f]}}
+    ),
+    "message attachment": lambda c, f, t: c.beta.threads.messages.create(
+        t, role="user", content="see file", attachments=[{"file_id": f, "tools": [{"type": "code_interpreter"}]}]
+    ),
+    "message image_file part": lambda c, f, t: c.beta.threads.messages.create(
+        t, role="user", content=[{"type": "image_file", "image_file": {"file_id": f}}]
+    ),
+    "thread's first message attachment": lambda c, f, t: c.beta.threads.create(
+        messages=[{"role": "user", "content": "x", "attachments": [{"file_id": f, "tools": [{"type": "file_search"}]}]}]
+    ),
+}
+
+
+@pytest.mark.parametrize("where", list(REFERENCES))
+def test_another_projects_file_referenced_in_a_body_is_a_404(client, beta_file, where) -> None:
+    """A file id inside a body is checked like one in a route: another project's is a 404 and nothing is written."""
+    thread = client.beta.threads.create()
+    before = [m.id for m in client.beta.threads.messages.list(thread.id)]
+    with pytest.raises(openai.NotFoundError) as info:
+        REFERENCES[where](client, beta_file, thread.id)
+    assert info.value.status_code == 404 and beta_file in info.value.message
+    assert [m.id for m in client.beta.threads.messages.list(thread.id)] == before
+    own = client.files.create(file=("alpha.txt", b"alpha's own"), purpose="assistants").id
+    REFERENCES[where](client, own, thread.id)  # the project's own file is accepted in the same place

@@ -52,6 +52,16 @@ async def describe_store(session: AsyncSession, project_id: str, row: tables.Vec
     return wire.vector_store(row, await files.counts(row.id), await files.usage_bytes(row.id), now())
 
 
+async def require_files(session: AsyncSession, project_id: str, file_ids: Sequence[str]) -> None:
+    """Every id must name a file of the project: another project's file is a 404, exactly like a missing one."""
+    if not file_ids:
+        return
+    known = await FileRepository(session, project_id).get_many(file_ids)
+    for file_id in file_ids:
+        if file_id not in known:
+            raise NotFound.for_object("file", file_id)
+
+
 async def add_files(
     session: AsyncSession,
     project_id: str,
@@ -61,10 +71,7 @@ async def add_files(
 ) -> list[tables.VectorStoreFile]:
     """Queue files for ingestion into a store. Every file must exist in the project (else 404, nothing added);
     a file already in the store is queued again with the new settings."""
-    known = await FileRepository(session, project_id).get_many(entry.file_id for entry in entries)
-    for entry in entries:
-        if entry.file_id not in known:
-            raise NotFound.for_object("file", entry.file_id)
+    await require_files(session, project_id, [entry.file_id for entry in entries])
     repository = VectorStoreFileRepository(session, project_id)
     rows = []
     for entry in entries:
@@ -377,7 +384,10 @@ THREAD_STORE_EXPIRY = VectorStoreExpiresAfter(anchor="last_active_at", days=7)
 async def resolve_tool_resources(
     session: AsyncSession, project_id: str, resources: ToolResources | None
 ) -> dict[str, Any] | None:
-    """tool_resources as stored: a `file_search.vector_stores` entry becomes a new store, kept by its id."""
+    """tool_resources as stored: a `file_search.vector_stores` entry becomes a new store, kept by its id; the
+    stores and code_interpreter files named must be the project's (404 otherwise)."""
+    if resources is not None and resources.code_interpreter is not None:
+        await require_files(session, project_id, resources.code_interpreter.file_ids)
     stored = to_stored(resources)
     search = (stored or {}).get("file_search")
     if resources is None or resources.file_search is None or search is None:
@@ -404,7 +414,16 @@ async def index_attachments(
     session: AsyncSession, project_id: str, thread: tables.Thread, messages: Sequence[tables.Message]
 ) -> bool:
     """Files attached to messages for file_search go into the thread's vector store, made on first use (expiring
-    7 days after its last use, as OpenAI's do). True when files were queued for ingestion."""
+    7 days after its last use, as OpenAI's do). Every file a message names (attachments, image_file parts) must be
+    the project's (404 otherwise). True when files were queued for ingestion."""
+    named_files = [attachment["file_id"] for message in messages for attachment in message.attachments or []]
+    named_files += [
+        block["image_file"]["file_id"]
+        for message in messages
+        for block in message.content or []
+        if block.get("type") == "image_file"
+    ]
+    await require_files(session, project_id, named_files)
     file_ids = [
         attachment["file_id"]
         for message in messages
