@@ -86,3 +86,38 @@ def test_tool_outputs_expire(server) -> None:
         client.beta.threads.runs.submit_tool_outputs(
             run.id, thread_id=thread.id, tool_outputs=[{"tool_call_id": "call_x", "output": "late"}]
         )
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigkill_at_message_completed_leaves_one_reply(tmp_path, attempt) -> None:
+    """The reply and the run's end commit together: a crash the moment the reply is announced, then a restart,
+    never makes the run answer twice."""
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir, **SETTINGS).start()
+    try:
+        client = connect(server)
+        assistant = client.beta.assistants.create(model=CHAT_MODEL)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Name a colour."}])
+        with client.beta.threads.runs.stream(
+            thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=40
+        ) as stream:
+            for event in stream:
+                if event.event == "thread.message.completed":
+                    server.kill()
+                    break
+            run_id = stream.current_run.id
+    finally:
+        server.kill()
+
+    restarted = ServerProcess(data_dir, **SETTINGS).start()
+    try:
+        client = connect(restarted)
+        final = wait_terminal(client, thread.id, run_id, timeout=60)
+        assert final.status in ("completed", "incomplete"), final.last_error
+        replies = [m for m in client.beta.threads.messages.list(thread.id).data if m.role == "assistant"]
+        assert len(replies) == 1 and replies[0].run_id == run_id
+        assert [s.type for s in client.beta.threads.runs.steps.list(run_id, thread_id=thread.id).data] == [
+            "message_creation"
+        ]
+    finally:
+        restarted.stop()

@@ -414,19 +414,24 @@ class RunExecutor:
             annotations = citation.annotations
             self.bus.publish(run.id, "thread.message.delta", _text_delta(message.id, citation.marker, annotations))
             text += citation.marker
-        await self._close_message(
-            run, message, step, text, usage, incomplete="max_tokens" if cut_off else None, annotations=annotations
-        )
         if cut_off:
-            await self._move(
-                run,
+            status, values = (
                 "incomplete",
-                completed_at=None,
-                usage=run_usage,
-                incomplete_details={"reason": "max_completion_tokens"},
+                {"usage": run_usage, "incomplete_details": {"reason": "max_completion_tokens"}},
             )
         else:
-            await self._move(run, "completed", completed_at=now(), usage=run_usage)
+            status, values = "completed", {"completed_at": now(), "usage": run_usage}
+        await self._finish(
+            run,
+            status,
+            values,
+            message,
+            step,
+            text,
+            usage,
+            incomplete="max_tokens" if cut_off else None,
+            annotations=annotations,
+        )
 
     # -- messages and steps -----------------------------------------------------------------------------
 
@@ -454,39 +459,47 @@ class RunExecutor:
         self.bus.publish(run.id, "thread.message.in_progress", wire.message(message))
         return message, step
 
-    async def _close_message(
+    async def _finish(
         self,
         run: tables.Run,
-        message: tables.Message,
-        step: tables.RunStep | None,
-        text: str,
-        usage: Usage | None,
+        status: str,
+        values: dict[str, Any],
+        message: tables.Message | None = None,
+        step: tables.RunStep | None = None,
+        text: str = "",
+        usage: Usage | None = None,
         *,
         incomplete: str | None = None,
         step_status: str = "completed",
         annotations: list[dict[str, Any]] | None = None,
     ) -> None:
+        """End the run in `status`, closing its open message and step with `text`, in one transaction: a crash
+        leaves both or neither, so a run taken over after a crash never writes a second reply."""
         finished = now()
         async with self.db.write() as session:
-            message = await MessageRepository(session, run.project_id).get(message.id) or message
-            message.content = [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
-            if incomplete:
-                message.status, message.incomplete_at = "incomplete", finished
-                message.incomplete_details = {"reason": incomplete}
-            else:
-                message.status, message.completed_at = "completed", finished
+            if message is not None:
+                message = await MessageRepository(session, run.project_id).get(message.id) or message
+                message.content = [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
+                if incomplete:
+                    message.status, message.incomplete_at = "incomplete", finished
+                    message.incomplete_details = {"reason": incomplete}
+                else:
+                    message.status, message.completed_at = "completed", finished
             if step is not None:
                 step = await RunStepRepository(session, run.project_id).get(step.id) or step
                 step.status = step_status
-                setattr(
-                    step,
-                    {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at"),
-                    finished,
-                )
+                ended = {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at")
+                setattr(step, ended, finished)
                 step.usage = _usage(usage) if usage else None
-        self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
+            runs = RunRepository(session, run.project_id)
+            moved = await runs.transition(run.id, states.sources_of(status), status=status, **values)
+            row = await runs.get(run.id) if moved else None
+        if message is not None:
+            self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
         if step is not None:
             self.bus.publish(run.id, f"thread.run.step.{step.status}", wire.run_step(step))
+        if row is not None:
+            self.bus.publish(run.id, f"thread.run.{status}", wire.run(row))
 
     async def _fresh_calls(self, run: tables.Run, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`calls` less those identical to a call of this run that has its output already, or to an earlier
@@ -559,11 +572,16 @@ class RunExecutor:
     async def _finish_cancel(
         self, run: tables.Run, message: tables.Message | None, step: tables.RunStep | None, text: str = ""
     ) -> None:
-        if message is not None:
-            await self._close_message(
-                run, message, step, text, None, incomplete="run_cancelled", step_status="cancelled"
-            )
-        await self._move(run, "cancelled", cancelled_at=now())
+        await self._finish(
+            run,
+            "cancelled",
+            {"cancelled_at": now()},
+            message,
+            step,
+            text,
+            incomplete="run_cancelled",
+            step_status="cancelled",
+        )
 
     async def _fail(
         self,
@@ -574,6 +592,5 @@ class RunExecutor:
         step: tables.RunStep | None = None,
         text: str = "",
     ) -> None:
-        if message is not None:
-            await self._close_message(run, message, step, text, None, incomplete="run_failed", step_status="failed")
-        await self._move(run, "failed", failed_at=now(), last_error={"code": code, "message": text_message})
+        failure = {"failed_at": now(), "last_error": {"code": code, "message": text_message}}
+        await self._finish(run, "failed", failure, message, step, text, incomplete="run_failed", step_status="failed")
