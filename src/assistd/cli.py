@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -50,7 +51,10 @@ def _load_settings() -> Settings:
 def _prepare() -> Settings:
     """Settings, with the data directory made and the schema brought up to date."""
     settings = _load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the database, blobs and logs this process writes are its user's alone
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # not ours to change (a mounted volume): leave it as it is
+        settings.data_dir.chmod(0o700)  # a directory earlier versions made world-readable
     upgrade(settings.resolved_database_url)
     return settings
 

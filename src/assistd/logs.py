@@ -14,10 +14,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+# libraries whose debug records carry request data (SQL parameters, bodies, headers): never below INFO
+QUIET_LIBRARIES = ("aiosqlite", "sqlalchemy", "asyncpg", "httpcore", "httpx", "multipart", "python_multipart", "redis")
+
+
 def configure(level: str) -> None:
+    """Log `level` and up to stderr, each line with its request id; no level writes users' text or keys."""
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))

@@ -91,3 +91,17 @@ def test_other_project_cannot_see_files(client: openai.OpenAI, other_client: ope
 def test_upload_without_key_is_401(env) -> None:
     response = httpx.post(f"{env.base_url}/v1/files", files={"file": ("a.txt", b"a"), "purpose": (None, "assistants")})
     assert response.status_code == 401
+
+
+def test_a_file_name_no_store_can_keep_is_400_and_stores_nothing(client: openai.OpenAI, http) -> None:
+    """Raw multipart (clients percent-encode control characters in names; a hostile one need not)."""
+    before = [f.id for f in client.files.list()]
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="bad\x00name.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    )
+    response = http.post("/v1/files", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "file" and "NUL" in response.json()["error"]["message"]
+    assert [f.id for f in client.files.list()] == before

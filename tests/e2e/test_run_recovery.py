@@ -121,3 +121,24 @@ def test_sigkill_at_message_completed_leaves_one_reply(tmp_path, attempt) -> Non
         ]
     finally:
         restarted.stop()
+
+
+def test_debug_logs_hold_no_text_or_key_and_data_is_private(tmp_path) -> None:
+    server = ServerProcess(tmp_path / "data", log_level="debug").start()
+    try:
+        client = connect(server)
+        key = (server.data_dir / "api_key").read_text().strip()
+        secret = "the launch code is 7-4-1-9-zebra"
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": secret}])
+        client.beta.threads.messages.create(thread.id, role="user", content=secret + " again")
+        client.files.create(file=("notes.txt", secret.encode()), purpose="assistants")
+        log = server.log_text()
+        assert "DEBUG" in log, "the server logged at debug level"
+        assert "zebra" not in log
+        assert log.count(key[-12:]) == 1, "the first key is shown once, when it is made, and never logged"
+        for path in [server.data_dir, *server.data_dir.rglob("*")]:
+            if path.name.endswith(".log"):
+                continue  # the test harness opens the log files, not the server
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is open to others: {oct(path.stat().st_mode)}"
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistd.api.responses import JSONResponse
 from assistd.errors import AssistdError
-from assistd.store.database import is_unavailable, is_unstorable_text
+from assistd.store.database import is_storage_full, is_unavailable, is_unstorable_text
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,17 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(400, message, param=param, code=code)
 
 
+def _storage_full(request: Request, exc: Exception) -> JSONResponse:
+    """A full disk is the operator's to mend, not the client's to retry: 507, and nothing was written."""
+    log.error("storage full on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return error_response(
+        507,
+        "The server has no storage space left; nothing was written. Try again once space has been freed.",
+        error_type="server_error",
+        code="insufficient_storage",
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
@@ -117,6 +128,8 @@ def install(app: FastAPI) -> None:
         return _validation_response(exc)
 
     async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
         if is_unstorable_text(exc):
             return error_response(400, "Text cannot contain the NUL character (\\u0000).", code="invalid_value")
         if not is_unavailable(exc):
@@ -131,6 +144,13 @@ def install(app: FastAPI) -> None:
 
     for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError, TimeoutError):
         app.add_exception_handler(error, _database_error)
+
+    async def _os_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
+        raise exc  # the middleware's 500
+
+    app.add_exception_handler(OSError, _os_error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -22,7 +22,7 @@ MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1  # what a database integer column
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\\udfff" alone: no character, unencodable
 
 
-def _storable(value: Any) -> Any:
+def require_storable(value: Any) -> Any:
     """Text and numbers anywhere in `value` must be storable: no NUL (PostgreSQL cannot store it; no text needs
     it), no unpaired UTF-16 surrogate (not a character: it cannot be written as UTF-8), no integer beyond 64 bits."""
     if isinstance(value, str):
@@ -35,13 +35,13 @@ def _storable(value: Any) -> Any:
             raise ValueError(f"Integers must lie between {MIN_INTEGER} and {MAX_INTEGER}.")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _storable(key)
-            _storable(item)
+            require_storable(key)
+            require_storable(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _storable(item)
+            require_storable(item)
     elif isinstance(value, BaseModel):  # a nested model: its fields, validated already
-        _storable(dict(value))
+        require_storable(dict(value))
     return value
 
 
@@ -54,7 +54,7 @@ class RequestModel(BaseModel):
     @field_validator("*")
     @classmethod
     def _only_storable(cls, value: Any) -> Any:
-        return _storable(value)
+        return require_storable(value)
 
 
 def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
+from assistd.schemas.common import require_storable
 from assistd.schemas.files import PURPOSES, FileExpiresAfter
 from assistd.services import wire
 from assistd.services.clock import now
@@ -44,6 +45,10 @@ class FileService:
         filename = Path(filename.replace("\\", "/")).name.strip()
         if not filename or len(filename) > MAX_FILENAME:
             raise InvalidRequest(f"The file needs a name of 1 to {MAX_FILENAME} characters.", param="file")
+        try:
+            require_storable(filename)
+        except ValueError as exc:
+            raise InvalidRequest(f"The file name cannot be stored: {exc}", param="file") from exc
         size = content.seek(0, 2)
         if size == 0:
             raise InvalidRequest("The file is empty.", param="file", code="empty_file")

@@ -13,6 +13,7 @@ API answers 503 with Retry-After (api/errors.py).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -49,6 +50,22 @@ def is_unavailable(exc: BaseException) -> bool:
         sqlstate = getattr(exc.orig, "sqlstate", None) or ""
         return exc.connection_invalidated or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
     return False
+
+
+# PostgreSQL's disk_full; SQLite's SQLITE_FULL; the operating system's "no space" and "quota exceeded"
+_FULL_SQLSTATE = "53100"
+_SQLITE_FULL = 13
+_NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """Whether `exc` means the disk (of the database or of the blobs) is full: an error to report, not to retry."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        return (
+            getattr(orig, "sqlstate", None) == _FULL_SQLSTATE or getattr(orig, "sqlite_errorcode", None) == _SQLITE_FULL
+        )
+    return isinstance(exc, OSError) and exc.errno in _NO_SPACE_ERRNOS
 
 
 # PostgreSQL's SQLSTATEs for text it cannot store: the NUL character, or bytes that are not UTF-8
@@ -118,13 +135,20 @@ class Database:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
         if self.is_sqlite:
-            self._read_engine = create_async_engine(url, pool_size=8, max_overflow=8)
-            self._write_engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+            self._read_engine = create_async_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
+            self._write_engine = create_async_engine(
+                url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+            )
             _configure_sqlite(self._read_engine, begin="BEGIN")
             _configure_sqlite(self._write_engine, begin="BEGIN IMMEDIATE")
         else:
             self._read_engine = self._write_engine = create_async_engine(
-                url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout
+                url,
+                pool_pre_ping=True,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_timeout=pool_timeout,
+                hide_parameters=True,  # values are users' text and key hashes: never in a log or an error
             )
             if make_url(url).get_driver_name() == "asyncpg":
                 _retry_connections(self._write_engine, connect_timeout=connect_timeout, retry_seconds=retry_seconds)
