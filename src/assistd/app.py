@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         max_bytes=settings.max_body_bytes,
         # an upload's limit is its file's, plus room for the multipart framing and the other fields
         max_bytes_by_path={"/v1/files": settings.max_upload_bytes + UPLOAD_FRAMING_BYTES},
+        read_timeout=settings.body_read_timeout_seconds,
     )
     app.add_middleware(RequestContextMiddleware)
     return app

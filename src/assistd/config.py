@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest request body accepted, in bytes; larger bodies get 413."
     )
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest wait for the next part of a request body; a body that stalls gets 408."
+    )
     auth_cache_seconds: float = Field(
         2.0,
         ge=0,

@@ -230,3 +230,25 @@ def test_rows_holding_a_surrogate_from_earlier_versions_stay_readable(env, clien
     assert fetched.status_code == 200 and fetched.json()["metadata"]["k"] == "v\udfff"
     assert http.get("/v1/assistants").status_code == 200
     assert client.beta.assistants.retrieve(assistant.id).metadata["k"].startswith("v")
+
+
+def test_a_body_that_stops_arriving_gets_408_before_authentication(tmp_path) -> None:
+    """Content-Length promises 100 bytes, 10 come: the server answers 408 instead of holding the connection."""
+    import socket
+    import time
+
+    from tests.server import ServerProcess
+
+    server = ServerProcess(tmp_path / "data", body_read_timeout_seconds="1").start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            connection.sendall(
+                b"POST /v1/assistants HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n" + b'{"model": '
+            )
+            started = time.monotonic()
+            answer = connection.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"error"' in answer and time.monotonic() - started < 5
+    finally:
+        server.stop()

@@ -49,7 +49,7 @@ async def upload_file(
     try:
         form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     except Exception as exc:  # the multipart parser raises its own errors for malformed bodies
-        if getattr(exc, "status_code", None) == 413:
+        if getattr(exc, "status_code", None) in (408, 413):
             raise
         raise InvalidRequest(f"The multipart body could not be read: {exc}", param="file") from exc
     try:

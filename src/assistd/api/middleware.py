@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -57,12 +58,20 @@ class RequestContextMiddleware:
 
 class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` (or a path's own limit) with 413, whether or not the client sent
-    Content-Length."""
+    Content-Length, and a body that stops arriving for `read_timeout` seconds with 408 (a client that promises
+    more bytes than it sends would otherwise hold its connection for ever)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_bytes_by_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        max_bytes_by_path: dict[str, int] | None = None,
+        read_timeout: float = 30.0,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_bytes_by_path = max_bytes_by_path or {}
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -74,15 +83,21 @@ class BodySizeLimitMiddleware:
                 response = error_response(413, "The request body is too large.", code="request_too_large")
                 await response(scope, receive, send)
                 return
-        received = 0
+        received, complete = 0, False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body, receive() waits for the disconnect, as long as a stream lasts
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise HTTPException(408, f"The request body stopped arriving for {self.read_timeout:g} s.") from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise HTTPException(413)
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)
