@@ -40,14 +40,19 @@ def store_id(client: openai.OpenAI) -> str:
     return client.vector_stores.create(name="assistant resources").id
 
 
-def full(store_id: str) -> dict:
-    """FULL, with tool resources that name a real vector store."""
-    resources = {"code_interpreter": {"file_ids": ["file-abc"]}, "file_search": {"vector_store_ids": [store_id]}}
+@pytest.fixture(scope="module")
+def data_file(client: openai.OpenAI) -> str:
+    return client.files.create(file=("data.csv", b"a,b\n1,2\n"), purpose="assistants").id
+
+
+def full(store_id: str, file_id: str) -> dict:
+    """FULL, with tool resources that name a real vector store and a real file."""
+    resources = {"code_interpreter": {"file_ids": [file_id]}, "file_search": {"vector_store_ids": [store_id]}}
     return {**FULL, "tool_resources": resources}
 
 
-def test_create_echoes_every_field(client: openai.OpenAI, store_id: str) -> None:
-    created = client.beta.assistants.create(**full(store_id))
+def test_create_echoes_every_field(client: openai.OpenAI, store_id: str, data_file: str) -> None:
+    created = client.beta.assistants.create(**full(store_id, data_file))
     assert isinstance(created, Assistant)
     assert created.id.startswith("asst_") and created.object == "assistant"
     assert created.model == "gpt-4o" and created.name == "Support bot"
@@ -57,7 +62,7 @@ def test_create_echoes_every_field(client: openai.OpenAI, store_id: str) -> None
     assert created.tools[1].file_search.ranking_options.score_threshold == 0.2
     assert created.tools[2].function.name == "get_weather" and created.tools[2].function.strict is True
     assert created.tools[2].function.parameters["required"] == ["city"]
-    assert created.tool_resources.code_interpreter.file_ids == ["file-abc"]
+    assert created.tool_resources.code_interpreter.file_ids == [data_file]
     assert created.tool_resources.file_search.vector_store_ids == [store_id]
     assert created.metadata == {"team": "support", "tier": "gold"}
     assert created.temperature == 0, "temperature 0 must not be dropped"

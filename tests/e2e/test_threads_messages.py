@@ -49,11 +49,12 @@ def test_empty_thread(client: openai.OpenAI) -> None:
 def test_thread_modify_and_delete_removes_messages(client: openai.OpenAI, http) -> None:
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "x"}])
     message_id = client.beta.threads.messages.list(thread.id).data[0].id
+    file_id = client.files.create(file=("data.csv", b"a,b\n1,2\n"), purpose="assistants").id
     modified = client.beta.threads.update(
-        thread.id, metadata={"a": "b"}, tool_resources={"code_interpreter": {"file_ids": ["file-2"]}}
+        thread.id, metadata={"a": "b"}, tool_resources={"code_interpreter": {"file_ids": [file_id]}}
     )
     assert modified.metadata == {"a": "b"}
-    assert modified.tool_resources.code_interpreter.file_ids == ["file-2"]
+    assert modified.tool_resources.code_interpreter.file_ids == [file_id]
     deleted = client.beta.threads.delete(thread.id)
     assert isinstance(deleted, ThreadDeleted) and deleted.deleted and deleted.object == "thread.deleted"
     with pytest.raises(openai.NotFoundError):
@@ -66,13 +67,14 @@ def test_thread_modify_and_delete_removes_messages(client: openai.OpenAI, http) 
 
 def test_message_crud(client: openai.OpenAI) -> None:
     thread = client.beta.threads.create()
+    image = client.files.create(file=("cat.png", b"\x89PNG not really"), purpose="vision").id
     message = client.beta.threads.messages.create(
         thread.id,
         role="user",
         content=[
             {"type": "text", "text": "What is in this image?"},
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
-            {"type": "image_file", "image_file": {"file_id": "file-img"}},
+            {"type": "image_file", "image_file": {"file_id": image}},
         ],
         metadata={"k": "v"},
     )
@@ -83,7 +85,7 @@ def test_message_crud(client: openai.OpenAI) -> None:
     assert message.content[0].text.annotations == []
     assert message.content[1].image_url.url == "https://example.com/cat.png"
     assert message.content[1].image_url.detail == "low"
-    assert message.content[2].image_file.file_id == "file-img"
+    assert message.content[2].image_file.file_id == image
     assert client.beta.threads.messages.retrieve(message.id, thread_id=thread.id) == message
 
     modified = client.beta.threads.messages.update(message.id, thread_id=thread.id, metadata={"k": "w"})
@@ -152,3 +154,26 @@ def test_idempotency_key_on_creates(client, http) -> None:
     assert len(client.beta.threads.messages.list(thread_id).data) == 1
     reused = post("/v1/threads", {}, key)  # the assistant's key
     assert reused.status_code == 400 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    changed = post(f"/v1/threads/{thread_id}/messages", {"role": "user", "content": "twice?"}, key + "-m")
+    assert changed.status_code == 400 and changed.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(client.beta.threads.messages.list(thread_id).data) == 1, "a refused request writes nothing"
+    other_model = post("/v1/assistants", {"model": "other"}, key)
+    assert other_model.status_code == 400 and other_model.json()["error"]["code"] == "idempotency_key_reused"
+
+
+def test_idempotency_key_on_uploads_compares_what_is_stored(client, http) -> None:
+    key = f"u-{time.time_ns()}"
+
+    def upload(content: bytes):
+        return http.post(
+            "/v1/files",
+            files={"file": ("same.txt", content)},
+            data={"purpose": "assistants"},
+            headers={"Idempotency-Key": key},
+        )
+
+    first, again = upload(b"one"), upload(b"one")
+    assert first.status_code == again.status_code == 200 and first.json()["id"] == again.json()["id"]
+    different = upload(b"two")
+    assert different.status_code == 400 and different.json()["error"]["code"] == "idempotency_key_reused"
+    assert [f.id for f in client.files.list() if f.filename == "same.txt"] == [first.json()["id"]]

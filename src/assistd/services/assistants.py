@@ -9,7 +9,7 @@ from assistd.errors import NotFound
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import resolve_tool_resources
@@ -26,7 +26,7 @@ class AssistantService:
         self.wake = wake
 
     async def create(
-        self, principal: Principal, body: AssistantCreate, idempotency_key: str | None = None
+        self, principal: Principal, body: AssistantCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         row = tables.Assistant(
             id=new_id("assistant"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -10,7 +12,7 @@ from assistd.schemas.common import require_storable
 from assistd.schemas.files import PURPOSES, FileExpiresAfter
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
@@ -35,7 +37,7 @@ class FileService:
         content: BinaryIO,
         purpose: str,
         expires_after: FileExpiresAfter | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: Idempotency | None = None,
     ) -> dict[str, Any]:
         """Store an upload. The bytes are on disk (flushed) before the row that makes the file visible."""
         if purpose not in PURPOSES:
@@ -67,6 +69,9 @@ class FileService:
             expires_at=created + expires_after.seconds if expires_after else None,
         )
         row.bytes, row.sha256 = await self.blobs.save(principal.project_id, row.id, content)
+        if idempotency_key is not None:  # the upload's fingerprint: what it asks to store
+            asked = f"{purpose}\n{filename}\n{row.expires_at}\n{row.sha256}"
+            idempotency_key = replace(idempotency_key, fingerprint=hashlib.sha256(asked.encode()).hexdigest())
         stored = False
         try:
             async with self.db.write() as session:

@@ -11,7 +11,7 @@ from assistd.errors import InvalidRequest, NotFound
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import index_attachments
@@ -62,7 +62,7 @@ class MessageService:
         self.wake = wake
 
     async def create(
-        self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: str | None = None
+        self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
             thread = await require_thread(session, principal, thread_id)

@@ -21,7 +21,7 @@ from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, Threa
 from assistd.schemas.threads import ThreadCreate
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
@@ -117,7 +117,13 @@ class RunService:
         return started
 
     async def create(
-        self, principal: Principal, thread_id: str, body: RunCreate, *, idempotency_key: str | None, stream: bool
+        self,
+        principal: Principal,
+        thread_id: str,
+        body: RunCreate,
+        *,
+        idempotency_key: Idempotency | None,
+        stream: bool,
     ) -> Started:
         run_id = new_id("run")
         return await self._streamed(
@@ -129,7 +135,7 @@ class RunService:
         principal: Principal,
         thread_id: str,
         body: RunCreate,
-        idempotency_key: str | None,
+        idempotency_key: Idempotency | None,
         run_id: str,
         events: Subscription | None,
     ) -> Started:
@@ -154,7 +160,7 @@ class RunService:
         return started
 
     async def create_thread_and_run(
-        self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: str | None, stream: bool
+        self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: Idempotency | None, stream: bool
     ) -> Started:
         run_id = new_id("run")
         return await self._streamed(
@@ -165,7 +171,7 @@ class RunService:
         self,
         principal: Principal,
         body: ThreadAndRunCreate,
-        idempotency_key: str | None,
+        idempotency_key: Idempotency | None,
         run_id: str,
         events: Subscription | None,
     ) -> Started:
@@ -208,7 +214,7 @@ class RunService:
         session,
         principal: Principal,
         run: tables.Run,
-        key: str | None,
+        key: Idempotency | None,
         events: Subscription | None,
         prelude: list[Event],
     ) -> Started:

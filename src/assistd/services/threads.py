@@ -9,7 +9,7 @@ from assistd.errors import NotFound
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.vector_stores import index_attachments, resolve_tool_resources
@@ -25,7 +25,7 @@ class ThreadService:
         self.wake = wake
 
     async def create(
-        self, principal: Principal, body: ThreadCreate, idempotency_key: str | None = None
+        self, principal: Principal, body: ThreadCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         created_at = now()
         thread = tables.Thread(

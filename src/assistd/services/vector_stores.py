@@ -31,7 +31,7 @@ from assistd.schemas.vector_stores import (
 )
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.services.idempotency import remember, replayed
+from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.store import tables
@@ -145,7 +145,7 @@ class VectorStoreService:
     # stores
 
     async def create(
-        self, principal: Principal, body: VectorStoreCreate, idempotency_key: str | None = None
+        self, principal: Principal, body: VectorStoreCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
             stores = VectorStoreRepository(session, principal.project_id)
@@ -339,7 +339,7 @@ class VectorStoreService:
         return wire.file_batch(row, counts)
 
     async def create_batch(
-        self, principal: Principal, store_id: str, body: FileBatchCreate, idempotency_key: str | None = None
+        self, principal: Principal, store_id: str, body: FileBatchCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
             await self._store(session, principal, store_id)

@@ -173,13 +173,18 @@ class IdempotencyRepository:
         self.session = session
         self.project_id = project_id
 
-    async def find(self, key: str) -> str | None:
-        row = await self.session.get(tables.IdempotencyKey, (self.project_id, key))
-        return row.object_id if row else None
+    async def find(self, key: str) -> tables.IdempotencyKey | None:
+        return await self.session.get(tables.IdempotencyKey, (self.project_id, key))
 
-    async def remember(self, key: str, object_id: str, created_at: int) -> None:
+    async def remember(self, key: str, object_id: str, created_at: int, request_hash: str | None) -> None:
         self.session.add(
-            tables.IdempotencyKey(project_id=self.project_id, key=key, object_id=object_id, created_at=created_at)
+            tables.IdempotencyKey(
+                project_id=self.project_id,
+                key=key,
+                object_id=object_id,
+                created_at=created_at,
+                request_hash=request_hash,
+            )
         )
         await self.session.flush()
 

@@ -178,6 +178,7 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(256), primary_key=True)
     object_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[int] = mapped_column(BigInteger)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256 of what was asked
 
 
 class File(Base):
