@@ -331,3 +331,19 @@ def test_docx_decompressing_past_the_cap_is_invalid(monkeypatch: pytest.MonkeyPa
     assert len(bomb) < 2_000
     with pytest.raises(InvalidFile, match="decompresses to more than"):
         extract_text("bomb.docx", bomb)
+
+
+@pytest.mark.parametrize(
+    "charset", ["undefined", "unicode_escape", "utf-7", "utf-16", "utf-32", "cp037", "hex", "zlib", "no-such-charset"]
+)
+def test_an_html_charset_that_cannot_be_the_files_falls_back(charset) -> None:
+    """A declared codec that is no ASCII-compatible character set is ignored: the page still reads, as text that
+    can be stored (no escapes interpreted, no surrogates, no server error)."""
+    page = f'<html><head><meta charset="{charset}"></head><body><p>Caf\xe9 at \\udfff +ADw- noon</p></body></html>'
+    text = extract_text("page.html", page.encode("latin-1"))
+    assert text == "Caf\xe9 at \\udfff +ADw- noon"
+
+
+def test_an_html_charset_that_is_the_files_is_used() -> None:
+    page = '<html><head><meta charset="koi8-r"></head><body><p>Привет</p></body></html>'
+    assert extract_text("page.html", page.encode("koi8-r")) == "Привет"

@@ -73,6 +73,9 @@ _MAX_CONTROL_SHARE_UNICODE = 0.10  # decoded as UTF-8/16/32: only a file full of
 _MAX_CONTROL_SHARE_FALLBACK = 0.02  # guessed cp1252/latin-1: real text has next to none
 _DROP_FROM_EXTRACTED = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control characters in pdf/docx text
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+_NOT_CHARSETS = {"undefined", "unicode-escape", "raw-unicode-escape", "punycode", "idna", "utf-7"}
+_ASCII_PROBE = "<meta charset=html> Az09"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # no character: text holding one cannot be stored
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?")
 
@@ -125,15 +128,33 @@ def _decode_text(data: bytes, declared: str | None = None) -> str:
     if b"\x00" in data:
         raise InvalidFile("the file looks binary, not text (it contains NUL bytes)")
     text = ""
-    for codec in (declared, "cp1252", "latin-1"):
+    for codec in (_charset(declared), "cp1252", "latin-1"):
         if codec is None:
             continue
         try:
             text = data.decode(codec)
-            break
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeError:  # UnicodeDecodeError, and the plain UnicodeError of codecs such as "undefined"
             continue
+        if not _SURROGATE.search(text):
+            break
     return _checked(text, _MAX_CONTROL_SHARE_FALLBACK)
+
+
+def _charset(declared: str | None) -> str | None:
+    """The codec a file declares, if it can be the file's: a character set that writes ASCII as ASCII (the
+    declaration itself was read as ASCII, so UTF-16 or EBCDIC cannot be true), not a codec that reads escapes
+    (unicode_escape, punycode, utf-7), transforms bytes (hex, zlib) or always fails (undefined); else None."""
+    if declared is None:
+        return None
+    try:
+        codec = codecs.lookup(declared)
+        if not getattr(codec, "_is_text_encoding", True) or codec.name in _NOT_CHARSETS:
+            return None
+        if codec.encode(_ASCII_PROBE)[0] != _ASCII_PROBE.encode("ascii"):
+            return None
+    except (LookupError, UnicodeError):
+        return None
+    return codec.name
 
 
 def _clean_extracted(text: str) -> str:
