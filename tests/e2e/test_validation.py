@@ -252,3 +252,21 @@ def test_a_body_that_stops_arriving_gets_408_before_authentication(tmp_path) -> 
         assert b'"error"' in answer and time.monotonic() - started < 5
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "user", "content": ""}] * 30_000,  # more messages than the 8,192-token context has tokens
+        [{"role": "user", "content": "word " * 60_000}],  # more bytes than 8,192 of the longest tokens
+    ],
+)
+def test_a_prompt_that_cannot_fit_is_refused_before_it_is_tokenized(http, messages) -> None:
+    import time
+
+    started = time.monotonic()
+    response = http.post(
+        "/v1/chat/completions", json={"model": "smollm2-135m-instruct", "messages": messages, "max_tokens": 5}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+    assert time.monotonic() - started < 10

@@ -68,6 +68,9 @@ class LlamaCppEngine:
             template=template, eos_token=self._eos_text, bos_token=vocab.token_get_text(self._llama.token_bos())
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
+        self._longest_token_bytes = max(
+            len(self._llama.detokenize([token], special=True)) for token in range(self._llama.n_vocab())
+        )
 
     def render_chat(self, request: GenerationRequest) -> str:
         """The prompt text for a chat request, through the model's own chat template."""
@@ -76,10 +79,27 @@ class LlamaCppEngine:
         )
         return self._formatter(messages=messages).prompt
 
+    def _surely_too_long(self, request: GenerationRequest) -> str | None:
+        """Why the prompt cannot fit the context, known without rendering or tokenizing it (both cost time in
+        proportion to its size): more messages than the context has tokens, or more bytes of text than the
+        context could hold at the longest token of the vocabulary. None when it may fit."""
+        if request.messages is None:
+            size = len((request.prompt or "").encode("utf-8", "surrogatepass"))
+        elif len(request.messages) > self.context_length:
+            return f"{len(request.messages)} messages"
+        else:
+            size = sum(_text_bytes(message.get("content")) for message in request.messages)
+        if size > self.context_length * self._longest_token_bytes:
+            return f"{size} bytes of text"
+        return None
+
     def count_tokens(self, text: str) -> int:
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
+        """The prompt's tokens; for a prompt that surely cannot fit, a number above the context (uncounted)."""
+        if self._surely_too_long(request):
+            return self.context_length + 1
         prompt = self.render_chat(request) if request.messages is not None else request.prompt or ""
         return await asyncio.to_thread(self.count_tokens, prompt)
 
@@ -110,6 +130,13 @@ class LlamaCppEngine:
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         is_chat = request.messages is not None
+        if (excess := self._surely_too_long(request)) is not None:
+            raise InvalidRequest(
+                f"This model's maximum context length is {self.context_length} tokens, and the prompt's {excess} "
+                "cannot fit in it. Shorten the messages.",
+                param="messages" if is_chat else "prompt",
+                code="context_length_exceeded",
+            )
         prompt = self.render_chat(request) if is_chat else request.prompt or ""
         grammar_text, may_call = self._grammar(request)
         prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt)
@@ -260,3 +287,12 @@ class LlamaCppEngine:
     async def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llama.close()
+
+
+def _text_bytes(content: Any) -> int:
+    """UTF-8 bytes of a message's text (its text parts, for a list of parts): a lower bound of what it renders."""
+    if isinstance(content, str):
+        return len(content.encode("utf-8", "surrogatepass"))
+    if isinstance(content, list):
+        return sum(_text_bytes(part.get("text")) for part in content if isinstance(part, dict))
+    return 0
