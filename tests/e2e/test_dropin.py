@@ -3,19 +3,18 @@ and structured outputs from pydantic models. Real server, real bundled model, of
 
 from __future__ import annotations
 
-import enum
 import json
 import subprocess
 import sys
 import textwrap
 
 import openai
-import pydantic
 import pytest
 from openai import AssistantEventHandler
 from openai.types.beta.threads import Run
 
 from tests.server import ServerProcess
+from tests.structured import CalendarEvent, Query
 
 FORCED_TRIALS = 20
 WEATHER_TOOL = {
@@ -185,32 +184,6 @@ def test_forced_function_calls_end_through_the_stream_helper(client: openai.Open
         final = stream.get_final_run()
         outcomes.append((final.status, bool(text.strip())))
     assert outcomes == [("completed", True)] * FORCED_TRIALS
-
-
-class Operator(enum.StrEnum):
-    eq = "="
-    gt = ">"
-    lt = "<"
-
-
-class Condition(pydantic.BaseModel):
-    column: str
-    operator: Operator
-    value: str | int
-
-
-class Query(pydantic.BaseModel):
-    table_name: str
-    columns: list[str]
-    conditions: list[Condition]
-    order_by: Operator | None
-    limit: int = pydantic.Field(ge=1, le=100)
-
-
-class CalendarEvent(pydantic.BaseModel):
-    name: str
-    date: str
-    participants: list[str]
 
 
 MESSAGES = [

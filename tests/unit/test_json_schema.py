@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import enum
 import re
 
 import openai
-import pydantic
 import pytest
 from llama_cpp import LlamaGrammar
 
 from assistd.engines.grammar import generation_grammar, schema_grammar
 from assistd.engines.json_schema import MAX_DEPTH, MAX_REPETITION, integer_range
 from assistd.errors import InvalidRequest
+from tests.structured import Query, Tree
 
 
 def compiles(grammar: str) -> bool:
@@ -51,31 +50,6 @@ def test_open_ranges_stop_at_sixteen_digits() -> None:
     pattern = as_regex(integer_range(None, 10))
     assert pattern.fullmatch("-" + "9" * 16) and not pattern.fullmatch("-" + "9" * 17)
     assert pattern.fullmatch("10") and not pattern.fullmatch("11")
-
-
-class Operator(enum.Enum):
-    eq = "="
-    gt = ">"
-    lt = "<"
-
-
-class Condition(pydantic.BaseModel):
-    column: str
-    operator: Operator
-    value: str | int
-
-
-class Query(pydantic.BaseModel):
-    table_name: str
-    columns: list[str]
-    conditions: list[Condition]
-    order_by: Operator | None
-    limit: int = pydantic.Field(ge=1, le=100)
-
-
-class Tree(pydantic.BaseModel):
-    label: str
-    children: list[Tree]
 
 
 def test_pydantic_function_tools_with_refs_and_enums_compile() -> None:
