@@ -116,6 +116,14 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
+async def _transition(session: Any, run: tables.Run, status: str, values: dict[str, Any]) -> tables.Run | None:
+    """The guarded move of `run` to `status` inside `session`: the updated row, or None if it had moved on."""
+    runs = RunRepository(session, run.project_id)
+    if not await runs.transition(run.id, states.sources_of(status), status=status, **values):
+        return None
+    return await runs.get(run.id)
+
+
 class RunExecutor:
     def __init__(
         self,
@@ -137,11 +145,9 @@ class RunExecutor:
     async def _move(self, run: tables.Run, status: str, **values: Any) -> tables.Run | None:
         """Guarded transition to `status`; publishes thread.run.<status>. None if the run had moved on."""
         async with self.db.write() as session:
-            runs = RunRepository(session, run.project_id)
-            if not await runs.transition(run.id, states.sources_of(status), status=status, **values):
-                return None
-            row = await runs.get(run.id)
-        self.bus.publish(run.id, f"thread.run.{status}", wire.run(row))
+            row = await _transition(session, run, status, values)
+        if row is not None:
+            self.bus.publish(run.id, f"thread.run.{status}", wire.run(row))
         return row
 
     async def _status(self, run: tables.Run) -> str:
@@ -491,9 +497,7 @@ class RunExecutor:
                 ended = {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at")
                 setattr(step, ended, finished)
                 step.usage = _usage(usage) if usage else None
-            runs = RunRepository(session, run.project_id)
-            moved = await runs.transition(run.id, states.sources_of(status), status=status, **values)
-            row = await runs.get(run.id) if moved else None
+            row = await _transition(session, run, status, values)
         if message is not None:
             self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
         if step is not None:
