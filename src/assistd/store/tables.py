@@ -37,6 +37,38 @@ class ApiKey(Base):
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class Limit(Base):
+    """Limits set on a project or on one of its keys (`subject_id`). A NULL limit is inherited (a key's from its
+    project, a project's from the server's default); 0 means no limit."""
+
+    __tablename__ = "limits"
+
+    subject_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    requests_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger)
+    active_runs: Mapped[int | None] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UsageRecord(Base):
+    """The tokens of one generation: a chat or legacy completion, an embedding request, a run."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_project_id_created_at", "project_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    api_key_id: Mapped[str | None] = mapped_column(ID)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(256))
+    object_id: Mapped[str | None] = mapped_column(ID)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger)
+
+
 class Assistant(Base):
     __tablename__ = "assistants"
     __table_args__ = (Index("ix_assistants_project_id_id", "project_id", "id"),)
@@ -103,6 +135,8 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_project_id_thread_id_id", "project_id", "thread_id", "id"),
         Index("ix_runs_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_runs_project_id_status", "project_id", "status"),
+        Index("ix_runs_api_key_id_status", "api_key_id", "status"),
         # one active run per thread, enforced by the database itself
         Index(
             "ux_runs_one_active_per_thread",
@@ -115,6 +149,7 @@ class Run(Base):
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"))
+    api_key_id: Mapped[str | None] = mapped_column(ID)  # the key that created it (its active-run limit)
     thread_id: Mapped[str] = mapped_column(ID, ForeignKey("threads.id", ondelete="CASCADE"))
     assistant_id: Mapped[str] = mapped_column(ID)
     created_at: Mapped[int] = mapped_column(BigInteger)
