@@ -9,7 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from assistd import __version__, logs
-from assistd.api import assistants, errors, files, generation, health, messages, runs, threads, vector_stores
+from assistd.api import (
+    assistants,
+    errors,
+    files,
+    generation,
+    health,
+    messages,
+    metrics,
+    runs,
+    threads,
+    vector_stores,
+)
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.api.responses import JSONResponse
 from assistd.config import Settings
@@ -51,7 +62,15 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         models = registry or load_registry(settings)
         parts = Components.build(settings, models, with_worker=settings.embedded_worker)
         app.state.services = Services.build(
-            parts.db, settings, models, parts.bus, parts.blobs, parts.retriever, parts.wake_worker
+            parts.db,
+            settings,
+            models,
+            parts.bus,
+            parts.blobs,
+            parts.retriever,
+            parts.wake_worker,
+            parts.limits,
+            parts.usage,
         )
         if parts.worker is not None:
             parts.worker.start()
@@ -83,6 +102,8 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         vector_stores.router,
     ):
         app.include_router(router)
+    if settings.metrics:
+        app.include_router(metrics.router)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

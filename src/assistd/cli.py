@@ -1,4 +1,4 @@
-"""The `assistd` command: serve, db upgrade, projects and keys administration, ingest."""
+"""The `assistd` command: serve, db upgrade, projects (and their limits) and keys administration, usage, ingest."""
 
 from __future__ import annotations
 
@@ -59,11 +59,13 @@ def _prepare() -> Settings:
     return settings
 
 
-def _with_projects(settings: Settings, action: Callable[[ProjectService], Awaitable[T]]) -> T:
+def _with_db(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `action` on the store; an AssistdError is printed and exits 1."""
+
     async def run() -> T:
         db = Database.from_settings(settings)
         try:
-            return await action(ProjectService(db))
+            return await action(db)
         finally:
             await db.dispose()
 
@@ -72,6 +74,10 @@ def _with_projects(settings: Settings, action: Callable[[ProjectService], Awaita
     except AssistdError as exc:
         err_console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from None
+
+
+def _with_projects(settings: Settings, action: Callable[[ProjectService], Awaitable[T]]) -> T:
+    return _with_db(settings, lambda db: action(ProjectService(db)))
 
 
 def _when(timestamp: int | None) -> str:
@@ -106,6 +112,10 @@ def serve(
     if workers > 1:
         os.environ["ASSISTD_API_PROCESSES"] = str(workers)  # read by each process's settings
     settings = _prepare()
+    if workers > 1 and settings.metrics:
+        from assistd.metrics import share_between_processes
+
+        share_between_processes(settings.data_dir / "metrics")
     logs.configure(settings.log_level)
     registry = _load_models(settings)
     created = _with_projects(settings, lambda projects: projects.ensure_first_key())
@@ -139,6 +149,10 @@ def worker() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         assert parts.worker is not None
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port, settings.host)
         parts.worker.start()
         err_console.print(f"worker {parts.worker.worker_id} started (concurrency {settings.worker_concurrency})")
         try:
@@ -182,6 +196,75 @@ def projects_list() -> None:
     table = Table("id", "name", "created")
     for project in rows:
         table.add_row(project.id, project.name, _when(project.created_at))
+    console.print(table)
+
+
+def _limit_value(option: str, value: str | None) -> int | None:
+    """`N` (0: no limit) or `inherit` (the project's limit, or the server's default)."""
+    if value is None or value == "inherit":
+        return None
+    if value.isdigit():
+        return int(value)
+    err_console.print(f"[red]error:[/red] {option} takes a number (0: no limit) or 'inherit', not '{value}'")
+    raise typer.Exit(2)
+
+
+LimitOption = Annotated[str | None, typer.Option(help="A number (0: no limit) or 'inherit'.", show_default=False)]
+
+
+@projects_app.command("limits")
+def projects_limits(
+    project: Annotated[str, typer.Argument(help="Project id or name.")],
+    key: Annotated[str | None, typer.Option("--key", help="Set or show the limits of this key (key_...).")] = None,
+    rpm: LimitOption = None,
+    tpm: LimitOption = None,
+    runs: LimitOption = None,
+    stored_bytes: LimitOption = None,
+) -> None:
+    """Show a project's (or one of its keys') limits, or set them: --rpm requests a minute, --tpm tokens a minute,
+    --runs runs queued or in progress at once, --stored-bytes bytes of files kept. Applies within seconds."""
+    from assistd.services.limits import LIMIT_FIELDS, LimitService
+
+    settings = _prepare()
+    given = {"--rpm": rpm, "--tpm": tpm, "--runs": runs, "--stored-bytes": stored_bytes}
+    values = {
+        field: _limit_value(option, value)
+        for field, (option, value) in zip(LIMIT_FIELDS, given.items(), strict=True)
+        if value is not None
+    }
+
+    async def apply(db: Database):
+        limits = LimitService.from_settings(db, settings)
+        try:
+            if values:
+                await limits.set_limits(project, key, values)
+            return await limits.effective(project, key)
+        finally:
+            await limits.close()
+
+    project_limits, key_limits = _with_db(settings, apply)
+    table = Table("limit", "project", *(["key"] if key else []))
+    for field in LIMIT_FIELDS:
+        shown = [getattr(project_limits, field), *([getattr(key_limits, field)] if key else [])]
+        table.add_row(field, *(f"{value:,}" if value else "no limit" for value in shown))
+    console.print(table)
+
+
+@app.command()
+def usage(
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Project id or name (default: all).")] = None,
+    days: Annotated[int, typer.Option(min=1, help="Days to show, today included.")] = 30,
+) -> None:
+    """Model calls and tokens per day (UTC) and model: chat and legacy completions, embeddings, runs (a call per
+    round of a run)."""
+    from assistd.services.usage import UsageService
+
+    rows = _with_db(_prepare(), lambda db: UsageService(db, None).daily(project, days))
+    table = Table("day", "model", "calls", "prompt tokens", "cached tokens", "completion tokens", "total tokens")
+    for row in rows:
+        total = row.prompt_tokens + row.completion_tokens
+        numbers = (row.requests, row.prompt_tokens, row.cached_tokens, row.completion_tokens, total)
+        table.add_row(row.day, row.model, *(f"{number:,}" for number in numbers))
     console.print(table)
 
 
@@ -251,6 +334,7 @@ def ingest(
     from assistd.runtime.ingestion import Ingestor
     from assistd.schemas.common import StaticChunking
     from assistd.services.files import FileService
+    from assistd.services.limits import LimitService
     from assistd.services.local_ingest import LocalIngest
     from assistd.store.blobs import BlobStore
 
@@ -274,7 +358,8 @@ def ingest(
         ingestor = Ingestor(
             db, blobs, registry.embedding(settings.embedding_model), TokenChunker(), settings.run_lease_seconds
         )
-        local = LocalIngest(db, FileService(db, blobs, settings.max_upload_bytes), ingestor)
+        uploads = FileService(db, blobs, settings.max_upload_bytes, LimitService.from_settings(db, settings))
+        local = LocalIngest(db, uploads, ingestor)
         failures = 0
         try:
             principal = await ProjectService(db).principal_for(project)

@@ -89,6 +89,31 @@ class Settings(BaseSettings):
         "all-minilm-l6-v2", description="Model (from the models file) that embeds vector store chunks and queries."
     )
     ingest_concurrency: int = Field(1, ge=1, description="Files one worker ingests at the same time.")
+    limit_requests_per_minute: int = Field(
+        0,
+        ge=0,
+        description="Requests a project may make per minute (429 beyond); 0: no limit. Per project: "
+        "`assistd projects limits`.",
+    )
+    limit_tokens_per_minute: int = Field(
+        0, ge=0, description="Prompt and completion tokens a project may use per minute (429 beyond); 0: no limit."
+    )
+    limit_active_runs: int = Field(
+        1000, ge=0, description="Runs a project may have queued or in progress at once (429 beyond); 0: no limit."
+    )
+    limit_stored_bytes: int = Field(
+        0,
+        ge=0,
+        description="Bytes of uploaded files a project may keep (429 `insufficient_quota` beyond); 0: no limit.",
+    )
+    metrics: bool = Field(
+        False,
+        description="Whether `/metrics` answers in Prometheus' text format, without a key: turn it on only where the "
+        "port is not public, or keep the path behind a proxy.",
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="`assistd worker`: port of its own `/metrics` (on `host`); 0: none."
+    )
     log_level: str = Field("info", description="Log level: debug, info, warning or error.")
 
     @property

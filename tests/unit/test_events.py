@@ -24,6 +24,7 @@ from assistd.runtime.events import Event, LocalEventBus, PollingEventBus, RedisE
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.schemas.runs import SubmitToolOutputs
 from assistd.services import wire
+from assistd.services.limits import NO_LIMITS, LimitService, MemoryBuckets
 from assistd.services.principal import Principal
 from assistd.services.runs import RunService
 from assistd.store import tables
@@ -295,7 +296,7 @@ def test_polling_bus_replays_create_and_tool_legs_once(store) -> None:
     async def scenario():
         db = Database(store)
         api_bus = PollingEventBus(db)
-        service = RunService(db, ModelRegistry({}), api_bus, lambda: None)
+        service = RunService(db, ModelRegistry({}), api_bus, lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
         run_id = new_id("run")
         subscription = await api_bus.subscribe(run_id)
         run = await setup_run(db, id=run_id, tools=TOOLS)

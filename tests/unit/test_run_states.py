@@ -16,6 +16,7 @@ from assistd.runtime import states
 from assistd.runtime.events import LocalEventBus
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
 from assistd.services.clock import now
+from assistd.services.limits import NO_LIMITS, LimitService, MemoryBuckets
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.ids import new_id
@@ -323,7 +324,7 @@ def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
         db = Database(world)
         registry = ModelRegistry({"fake": engine})
         executor = RunExecutor(db, registry, LocalEventBus(), ExecutorSettings(30, 600))
-        service = RunService(db, registry, LocalEventBus(), lambda: None)
+        service = RunService(db, registry, LocalEventBus(), lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
         run = await setup_run(db, tools=tools)
         for round_index in range(MAX_ATTEMPTS + 2):
             call_id = f"call_{round_index}"
@@ -365,7 +366,7 @@ async def _tool_rounds(
     db = Database(world)
     registry = ModelRegistry({"fake": engine})
     executor = RunExecutor(db, registry, LocalEventBus(), settings)
-    service = RunService(db, registry, LocalEventBus(), lambda: None)
+    service = RunService(db, registry, LocalEventBus(), lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
     run = await setup_run(db, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=tool_choice)
     principal = Principal(project_id=run.project_id, key_id="test")
     for _ in range(rounds):

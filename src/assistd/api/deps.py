@@ -1,4 +1,4 @@
-"""Shared route dependencies: the caller and the service container."""
+"""Shared route dependencies: the caller (authenticated, within its rate limits) and the service container."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from assistd.api.auth import require_principal
+from assistd.api.middleware import RATE_LIMIT_HEADERS
 from assistd.services.container import Services
 from assistd.services.idempotency import Idempotency
 from assistd.services.principal import Principal
@@ -17,8 +18,33 @@ def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-Caller = Annotated[Principal, Depends(require_principal)]
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _add_headers(request: Request, headers: dict[str, str]) -> None:
+    """Headers for the answer, whatever it is (the middleware adds them)."""
+    if headers:
+        setattr(request.state, RATE_LIMIT_HEADERS, {**getattr(request.state, RATE_LIMIT_HEADERS, {}), **headers})
+
+
+async def admitted_caller(
+    request: Request, principal: Annotated[Principal, Depends(require_principal)], services: ServicesDep
+) -> Principal:
+    """The caller, once its request is taken from its project's and key's request rates (429 when over)."""
+    _add_headers(request, await services.limits.admit(principal))
+    return principal
+
+
+Caller = Annotated[Principal, Depends(admitted_caller)]
+
+
+async def generating_caller(request: Request, principal: Caller, services: ServicesDep) -> Principal:
+    """The caller of a request that generates tokens: also refused (429) when its token rate is spent."""
+    _add_headers(request, await services.limits.admit_tokens(principal))
+    return principal
+
+
+GeneratingCaller = Annotated[Principal, Depends(generating_caller)]
 
 
 async def idempotency(

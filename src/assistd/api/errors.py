@@ -121,7 +121,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AssistdError)
     async def _assistd_error(_request: Request, exc: AssistdError) -> JSONResponse:
-        return error_response(exc.status_code, exc.message, error_type=exc.error_type, param=exc.param, code=exc.code)
+        return error_response(
+            exc.status_code, exc.message, error_type=exc.error_type, param=exc.param, code=exc.code, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,12 +9,13 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from assistd.api import sse
-from assistd.api.deps import Caller, ServicesDep
+from assistd.api.deps import Caller, GeneratingCaller, ServicesDep
 from assistd.errors import InvalidRequest
 from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
 from assistd.schemas.embeddings import EmbeddingCreate
 from assistd.services.generation import error_event
+from assistd.services.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -33,39 +34,41 @@ def _sse(objects: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
 
 @router.post("/chat/completions", response_model=None)
 async def create_chat_completion(
-    body: ChatCompletionCreate, _caller: Caller, services: ServicesDep
+    body: ChatCompletionCreate, caller: GeneratingCaller, services: ServicesDep
 ) -> dict[str, Any] | StreamingResponse:
     if body.stream:
-        return _sse(await services.generation.chat_stream(body))
-    return await services.generation.chat(body)
+        return _sse(await services.generation.chat_stream(caller, body))
+    return await services.generation.chat(caller, body)
 
 
-async def _complete(body: CompletionCreate, model: str, services) -> dict[str, Any] | StreamingResponse:
+async def _complete(
+    caller: Principal, body: CompletionCreate, model: str, services
+) -> dict[str, Any] | StreamingResponse:
     if body.stream:
-        return _sse(await services.generation.complete_stream(body, model))
-    return await services.generation.complete(body, model)
+        return _sse(await services.generation.complete_stream(caller, body, model))
+    return await services.generation.complete(caller, body, model)
 
 
 @router.post("/completions", response_model=None)
 async def create_completion(
-    body: CompletionCreate, _caller: Caller, services: ServicesDep
+    body: CompletionCreate, caller: GeneratingCaller, services: ServicesDep
 ) -> dict[str, Any] | StreamingResponse:
     if body.model is None:
         raise InvalidRequest("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
-    return await _complete(body, body.model, services)
+    return await _complete(caller, body, body.model, services)
 
 
 @router.post("/engines/{engine}/completions", response_model=None)
 async def create_engine_completion(
-    engine: str, body: CompletionCreate, _caller: Caller, services: ServicesDep
+    engine: str, body: CompletionCreate, caller: GeneratingCaller, services: ServicesDep
 ) -> dict[str, Any] | StreamingResponse:
     """The pre-2023 path: the engine in the path is the model (a `model` in the body wins, as it names the same)."""
-    return await _complete(body, body.model or engine, services)
+    return await _complete(caller, body, body.model or engine, services)
 
 
 @router.post("/embeddings")
-async def create_embeddings(body: EmbeddingCreate, _caller: Caller, services: ServicesDep) -> dict[str, Any]:
-    return await services.generation.embed(body)
+async def create_embeddings(body: EmbeddingCreate, caller: GeneratingCaller, services: ServicesDep) -> dict[str, Any]:
+    return await services.generation.embed(caller, body)
 
 
 @router.get("/models")

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids, access logs and the last-resort 500; the request body size limit."""
+"""ASGI middleware: request ids, access logs, metrics, rate-limit headers and the last-resort 500; the request
+body size limit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from assistd import metrics
 from assistd.api.errors import error_response
 from assistd.logs import request_id_var
 
@@ -17,9 +19,13 @@ access_log = logging.getLogger("assistd.access")
 log = logging.getLogger(__name__)
 
 
+RATE_LIMIT_HEADERS = "rate_limit_headers"  # the request state's entry holding the x-ratelimit-* headers
+
+
 class RequestContextMiddleware:
-    """Gives each request an id (the `x-request-id` header and every log line), logs one access line,
-    and turns an unexpected exception into an OpenAI-shaped 500 without leaking its text."""
+    """Gives each request an id (the `x-request-id` header and every log line), adds the rate-limit headers the
+    limits left in the request's state, logs one access line, counts the request in the metrics, and turns an
+    unexpected exception into an OpenAI-shaped 500 without leaking its text."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -39,8 +45,12 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                limits = scope.get("state", {}).get(RATE_LIMIT_HEADERS) or {}
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                    *((name.encode(), value.encode()) for name, value in limits.items()),
+                ]
             await send(message)
 
         try:
@@ -51,8 +61,11 @@ class RequestContextMiddleware:
                 response = error_response(500, "The server had an error while processing your request.")
                 await response(scope, receive, send_with_id)
         finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+            elapsed = time.perf_counter() - started
+            access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000)
+            route = getattr(scope.get("route"), "path", "unmatched")  # the template: ids do not make new series
+            metrics.REQUESTS.labels(scope["method"], route, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(scope["method"], route).observe(elapsed)
             request_id_var.reset(token)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import StreamingResponse
 
 from assistd.api import sse
-from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
+from assistd.api.deps import Caller, GeneratingCaller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
 from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.services.runs import Started
@@ -46,7 +46,11 @@ def _answer(started: Started, response: Response) -> dict[str, Any] | StreamingR
 
 @router.post("/v1/threads/runs", response_model=None)
 async def create_thread_and_run(
-    body: ThreadAndRunCreate, caller: Caller, services: ServicesDep, response: Response, key: IdempotencyKey = None
+    body: ThreadAndRunCreate,
+    caller: GeneratingCaller,
+    services: ServicesDep,
+    response: Response,
+    key: IdempotencyKey = None,
 ) -> dict[str, Any] | StreamingResponse:
     started = await services.runs.create_thread_and_run(caller, body, idempotency_key=key, stream=bool(body.stream))
     return _answer(started, response)
@@ -56,7 +60,7 @@ async def create_thread_and_run(
 async def create_run(
     thread_id: str,
     body: RunCreate,
-    caller: Caller,
+    caller: GeneratingCaller,
     services: ServicesDep,
     response: Response,
     key: IdempotencyKey = None,
@@ -95,7 +99,12 @@ async def cancel_run(
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
 async def submit_tool_outputs(
-    thread_id: str, run_id: str, body: SubmitToolOutputs, caller: Caller, services: ServicesDep, response: Response
+    thread_id: str,
+    run_id: str,
+    body: SubmitToolOutputs,
+    caller: GeneratingCaller,
+    services: ServicesDep,
+    response: Response,
 ) -> dict[str, Any] | StreamingResponse:
     started = await services.runs.submit_tool_outputs(caller, thread_id, run_id, body, stream=bool(body.stream))
     return _answer(started, response)

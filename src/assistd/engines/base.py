@@ -19,6 +19,7 @@ FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of the prompt's, taken from a cache rather than evaluated
 
     @property
     def total_tokens(self) -> int:

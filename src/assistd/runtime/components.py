@@ -15,6 +15,8 @@ from assistd.runtime.events import EventBus, create_event_bus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker
+from assistd.services.limits import LimitService
+from assistd.services.usage import UsageService
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
 from assistd.tools.file_search import FileSearch
@@ -27,6 +29,8 @@ class Components:
     bus: EventBus
     blobs: BlobStore
     retriever: Retriever
+    limits: LimitService
+    usage: UsageService
     worker: Worker | None
 
     @classmethod
@@ -38,6 +42,8 @@ class Components:
         blobs = BlobStore(settings.resolved_files_dir)
         embedder = models.embedding(settings.embedding_model)
         retriever = Retriever(db, embedder)
+        limits = LimitService.from_settings(db, settings)
+        usage = UsageService(db, limits)
         worker = None
         if with_worker:
             executor = RunExecutor(
@@ -48,6 +54,7 @@ class Components:
                     settings.run_lease_seconds, settings.tool_output_timeout_seconds, settings.max_tool_rounds
                 ),
                 FileSearch(db, retriever),
+                usage,
             )
             worker = Worker(
                 executor,
@@ -56,7 +63,7 @@ class Components:
                 ingest_concurrency=settings.ingest_concurrency,
                 lease_seconds=settings.run_lease_seconds,
             )
-        return cls(settings, db, bus, blobs, retriever, worker)
+        return cls(settings, db, bus, blobs, retriever, limits, usage, worker)
 
     def wake_worker(self) -> None:
         """Tell this process's worker that a job was queued (other processes' workers poll)."""
@@ -68,4 +75,5 @@ class Components:
         if self.worker is not None:
             await self.worker.stop()
         await self.bus.close()
+        await self.limits.close()
         await self.db.dispose()

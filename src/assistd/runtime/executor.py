@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from assistd import metrics
 from assistd.apps import languages
 from assistd.apps.condense import condense
 from assistd.apps.presets import APP_KEY, PRESETS, SUMMARIZER, TRANSLATOR
@@ -30,6 +31,8 @@ from assistd.runtime import states
 from assistd.runtime.events import EventBus
 from assistd.services import wire
 from assistd.services.clock import now
+from assistd.services.principal import Principal
+from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
 from assistd.store.database import Database, is_unavailable
 from assistd.store.ids import new_id
@@ -121,7 +124,14 @@ async def _transition(session: Any, run: tables.Run, status: str, values: dict[s
     runs = RunRepository(session, run.project_id)
     if not await runs.transition(run.id, states.sources_of(status), status=status, **values):
         return None
+    if status in states.TERMINAL:
+        metrics.observe_run_end(status, run.created_at, time.time())
     return await runs.get(run.id)
+
+
+def _owner(run: tables.Run) -> Principal:
+    """Whose run it is: its project, and the key that created it (for usage and token limits)."""
+    return Principal(project_id=run.project_id, key_id=run.api_key_id or "")
 
 
 class RunExecutor:
@@ -132,12 +142,14 @@ class RunExecutor:
         bus: EventBus,
         settings: ExecutorSettings,
         file_search: FileSearch | None = None,
+        usage: UsageService | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.bus = bus
         self.settings = settings
         self.file_search = file_search
+        self.usage = usage
         self.queue = RunQueue(db)
 
     # -- state changes ----------------------------------------------------------------------------------
@@ -212,6 +224,8 @@ class RunExecutor:
             moved = await self._move(run, "in_progress", started_at=run.started_at or now())
             if moved is None:
                 return
+            if run.status == "queued" and run.started_at is None:
+                metrics.QUEUE_WAIT.observe(max(time.time() - run.created_at, 0.0))
             run = moved
         try:
             engine = self.registry.text(run.model)
@@ -238,6 +252,7 @@ class RunExecutor:
             if condensed.rounds:
                 log.info("run %s: summarised its text part by part in %d round(s)", run.id, condensed.rounds)
                 run.usage = _usage(condensed.usage)  # counted into the run's usage with the answer's
+                await self._record_usage(run, condensed.usage)
         await self._generate(run, lost, engine, request, hits)
 
     async def _app(self, run: tables.Run) -> str | None:
@@ -362,6 +377,7 @@ class RunExecutor:
         step: tables.RunStep | None = None
         text, finish, usage = "", "stop", Usage(0, 0)
         calls: dict[int, dict[str, Any]] = {}
+        began = time.perf_counter()
         next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
         try:
             async for chunk in engine.stream(request):
@@ -393,6 +409,7 @@ class RunExecutor:
         except AssistdError as exc:
             await self._fail(run, "server_error", exc.message, message, step, text)
             return
+        metrics.observe_generation(run.model, usage.completion_tokens, time.perf_counter() - began)
         if await self._status(run) == "cancelling":
             await self._finish_cancel(run, message, step, text)
             return
@@ -497,13 +514,31 @@ class RunExecutor:
                 ended = {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at")
                 setattr(step, ended, finished)
                 step.usage = _usage(usage) if usage else None
+            self._add_usage(session, run, usage)
             row = await _transition(session, run, status, values)
+        await self._charge(run, usage)
         if message is not None:
             self.bus.publish(run.id, f"thread.message.{message.status}", wire.message(message))
         if step is not None:
             self.bus.publish(run.id, f"thread.run.step.{step.status}", wire.run_step(step))
         if row is not None:
             self.bus.publish(run.id, f"thread.run.{status}", wire.run(row))
+
+    # -- usage ------------------------------------------------------------------------------------------
+
+    def _add_usage(self, session: Any, run: tables.Run, usage: Usage | None) -> None:
+        """Record one model round's tokens in the transaction that closes its step."""
+        if self.usage is not None and usage is not None and usage.total_tokens:
+            session.add(usage_record(_owner(run), "thread.run", run.model, run.id, usage))
+
+    async def _charge(self, run: tables.Run, usage: Usage | None) -> None:
+        if self.usage is not None and usage is not None and usage.total_tokens:
+            await self.usage.charge(_owner(run), "thread.run", run.model, usage)
+
+    async def _record_usage(self, run: tables.Run, usage: Usage) -> None:
+        """Record tokens spent outside a step (condensing a long text before the answer)."""
+        if self.usage is not None:
+            await self.usage.record(_owner(run), "thread.run", run.model, run.id, usage)
 
     async def _fresh_calls(self, run: tables.Run, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`calls` less those identical to a call of this run that has its output already, or to an earlier
@@ -524,6 +559,8 @@ class RunExecutor:
         step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=_usage(usage))
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
+            self._add_usage(session, run, usage)
+        await self._charge(run, usage)
         # as OpenAI streams it: the step opens empty and one delta brings the calls (clients append deltas to it)
         opened = {**wire.run_step(step), "step_details": {"type": "tool_calls", "tool_calls": []}}
         self.bus.publish(run.id, "thread.run.step.created", opened)

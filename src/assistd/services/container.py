@@ -12,10 +12,12 @@ from assistd.runtime.events import EventBus
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.generation import GenerationService
+from assistd.services.limits import LimitService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
 from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
+from assistd.services.usage import UsageService
 from assistd.services.vector_stores import VectorStoreService
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
@@ -32,6 +34,8 @@ class Services:
     runs: RunService
     files: FileService
     vector_stores: VectorStoreService
+    limits: LimitService
+    usage: UsageService
     bus: EventBus
 
     @classmethod
@@ -44,6 +48,8 @@ class Services:
         blobs: BlobStore,
         retriever: Retriever,
         wake: Callable[[], None],
+        limits: LimitService,
+        usage: UsageService,
     ) -> Services:
         return cls(
             db=db,
@@ -51,9 +57,11 @@ class Services:
             assistants=AssistantService(db, wake),
             threads=ThreadService(db, wake),
             messages=MessageService(db, wake),
-            generation=GenerationService(registry),
-            runs=RunService(db, registry, bus, wake),
-            files=FileService(db, blobs, settings.max_upload_bytes),
+            generation=GenerationService(registry, usage),
+            runs=RunService(db, registry, bus, wake, limits),
+            files=FileService(db, blobs, settings.max_upload_bytes, limits),
             vector_stores=VectorStoreService(db, blobs, retriever, wake),
+            limits=limits,
+            usage=usage,
             bus=bus,
         )

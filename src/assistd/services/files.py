@@ -13,6 +13,7 @@ from assistd.schemas.files import PURPOSES, FileExpiresAfter
 from assistd.services import wire
 from assistd.services.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
+from assistd.services.limits import LimitService
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
@@ -25,10 +26,11 @@ MAX_FILENAME = 512
 
 
 class FileService:
-    def __init__(self, db: Database, blobs: BlobStore, max_upload_bytes: int) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, max_upload_bytes: int, limits: LimitService) -> None:
         self.db = db
         self.blobs = blobs
         self.max_upload_bytes = max_upload_bytes
+        self.limits = limits
 
     async def create(
         self,
@@ -60,6 +62,8 @@ class FileService:
                 param="file",
                 code="file_too_large",
             )
+        async with self.db.read() as session:
+            await self.limits.check_storage(session, principal, size)
         created = now()
         row = tables.File(
             id=new_id("file"),

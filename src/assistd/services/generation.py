@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import logging
 import struct
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistd import metrics
 from assistd.engines.base import Chunk, GenerationRequest, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
@@ -22,7 +24,9 @@ from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
 from assistd.schemas.embeddings import EmbeddingCreate
 from assistd.services.clock import now
+from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
+from assistd.services.usage import UsageService
 
 log = logging.getLogger(__name__)
 SYSTEM_FINGERPRINT = "fp_assistd"
@@ -89,8 +93,16 @@ def error_event(exc: Exception) -> dict[str, Any]:
 
 
 class GenerationService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, usage: UsageService) -> None:
         self.registry = registry
+        self.usage = usage
+
+    async def _record(
+        self, principal: Principal, kind: str, model: str, object_id: str | None, usage: Usage, started: float
+    ) -> None:
+        """Record a finished generation's usage (and its speed in the metrics)."""
+        metrics.observe_generation(model, usage.completion_tokens, time.perf_counter() - started)
+        await self.usage.record(principal, kind, model, object_id, usage)
 
     # -- chat -------------------------------------------------------------------------------------------
 
@@ -111,10 +123,10 @@ class GenerationService:
             user=body.user,
         )
 
-    async def chat(self, body: ChatCompletionCreate) -> dict[str, Any]:
+    async def chat(self, principal: Principal, body: ChatCompletionCreate) -> dict[str, Any]:
         engine = self.registry.text(body.model)
         request = self._chat_request(body)
-        choices, usage = [], Usage(0, 0)
+        choices, usage, started = [], Usage(0, 0), time.perf_counter()
         for index in range(body.n or 1):
             collected = Collected()
             async for chunk in engine.stream(request):
@@ -132,8 +144,10 @@ class GenerationService:
                 {"index": index, "message": message, "logprobs": None, "finish_reason": collected.finish_reason}
             )
             usage = Usage(collected.usage.prompt_tokens, usage.completion_tokens + collected.usage.completion_tokens)
+        completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+        await self._record(principal, "chat.completion", body.model, completion_id, usage, started)
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "id": completion_id,
             "object": "chat.completion",
             "created": now(),
             "model": body.model,
@@ -143,9 +157,10 @@ class GenerationService:
             "service_tier": "default",
         }
 
-    async def chat_stream(self, body: ChatCompletionCreate) -> AsyncIterator[dict[str, Any]]:
+    async def chat_stream(self, principal: Principal, body: ChatCompletionCreate) -> AsyncIterator[dict[str, Any]]:
         """The chunk objects of a streamed chat completion (the caller frames them as SSE)."""
         engine = self.registry.text(body.model)
+        started = time.perf_counter()
         request = self._chat_request(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         base = {
@@ -194,6 +209,7 @@ class GenerationService:
                         )
                     if part.usage:
                         total = Usage(part.usage.prompt_tokens, total.completion_tokens + part.usage.completion_tokens)
+            await self._record(principal, "chat.completion", body.model, base["id"], total, started)
             if include_usage:
                 yield {**base, "choices": [], "usage": _usage(total)}
 
@@ -218,9 +234,9 @@ class GenerationService:
             for _ in range(body.n or 1)
         ]
 
-    async def complete(self, body: CompletionCreate, model: str) -> dict[str, Any]:
+    async def complete(self, principal: Principal, body: CompletionCreate, model: str) -> dict[str, Any]:
         engine = self.registry.text(model)
-        choices, prompt_tokens, completion_tokens = [], 0, 0
+        choices, prompt_tokens, completion_tokens, started = [], 0, 0, time.perf_counter()
         requests = self._completion_requests(body)
         for index, request in enumerate(requests):
             collected = Collected()
@@ -231,18 +247,23 @@ class GenerationService:
             if index % (body.n or 1) == 0:
                 prompt_tokens += collected.usage.prompt_tokens
             completion_tokens += collected.usage.completion_tokens
+        completion_id, usage = f"cmpl-{uuid.uuid4().hex}", Usage(prompt_tokens, completion_tokens)
+        await self._record(principal, "text_completion", model, completion_id, usage, started)
         return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
+            "id": completion_id,
             "object": "text_completion",
             "created": now(),
             "model": model,
             "choices": choices,
-            "usage": _usage(Usage(prompt_tokens, completion_tokens)),
+            "usage": _usage(usage),
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
 
-    async def complete_stream(self, body: CompletionCreate, model: str) -> AsyncIterator[dict[str, Any]]:
+    async def complete_stream(
+        self, principal: Principal, body: CompletionCreate, model: str
+    ) -> AsyncIterator[dict[str, Any]]:
         engine = self.registry.text(model)
+        started = time.perf_counter()
         requests = self._completion_requests(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         base = {
@@ -279,21 +300,25 @@ class GenerationService:
                         if index % (body.n or 1) == 0:
                             prompt_tokens += part.usage.prompt_tokens
                         completion_tokens += part.usage.completion_tokens
+            usage = Usage(prompt_tokens, completion_tokens)
+            await self._record(principal, "text_completion", model, base["id"], usage, started)
             if include_usage:
-                yield {**base, "choices": [], "usage": _usage(Usage(prompt_tokens, completion_tokens))}
+                yield {**base, "choices": [], "usage": _usage(usage)}
 
         return chunks()
 
     # -- embeddings -------------------------------------------------------------------------------------
 
-    async def embed(self, body: EmbeddingCreate) -> dict[str, Any]:
+    async def embed(self, principal: Principal, body: EmbeddingCreate) -> dict[str, Any]:
         engine = self.registry.embedding(body.model)
+        started = time.perf_counter()
         if body.dimensions is not None and body.dimensions != engine.dimensions:
             raise InvalidRequest(
                 f"'{body.model}' makes vectors of {engine.dimensions} dimensions and cannot shorten them.",
                 param="dimensions",
             )
         result = await engine.embed(body.texts())
+        await self._record(principal, "embedding", body.model, None, Usage(result.prompt_tokens, 0), started)
         as_base64 = body.encoding_format == "base64"
         data = [
             {

@@ -22,6 +22,7 @@ from assistd.schemas.threads import ThreadCreate
 from assistd.services import wire
 from assistd.services.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
+from assistd.services.limits import LimitService
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
@@ -54,11 +55,14 @@ def _pick(value: Any, fallback: Any) -> Any:
 
 
 class RunService:
-    def __init__(self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None], limits: LimitService
+    ) -> None:
         self.db = db
         self.registry = registry
         self.bus = bus
         self.wake = wake
+        self.limits = limits
 
     # -- create -----------------------------------------------------------------------------------------
 
@@ -218,6 +222,8 @@ class RunService:
         events: Subscription | None,
         prelude: list[Event],
     ) -> Started:
+        await self.limits.check_active_runs(session, principal)
+        run.api_key_id = principal.key_id
         try:
             await RunRepository(session, principal.project_id).add(run)
             await remember(session, key, principal.project_id, run)

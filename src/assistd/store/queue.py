@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, inspect, or_, select, update
+from sqlalchemy import and_, func, inspect, or_, select, update
 
 from assistd.store import tables
 from assistd.store.database import Database
@@ -146,3 +146,15 @@ class IngestQueue:
                 .values(lease_expires_at=until)
             )
             return result.rowcount == 1
+
+
+async def waiting_jobs(db: Database) -> dict[str, int]:
+    """How many jobs of each queue wait for a worker: runs queued, and files to ingest that no worker holds."""
+    async with db.read() as session:
+        runs = await session.scalar(select(func.count()).select_from(tables.Run).where(tables.Run.status == "queued"))
+        files = await session.scalar(
+            select(func.count())
+            .select_from(tables.VectorStoreFile)
+            .where(tables.VectorStoreFile.status == "in_progress", tables.VectorStoreFile.lease_owner.is_(None))
+        )
+    return {"runs": runs or 0, "ingestion": files or 0}

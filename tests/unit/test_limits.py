@@ -1,0 +1,89 @@
+"""Token buckets: in this process and in Redis they must agree (a burst of a minute's allowance, continuous
+refill, tokens spent after the fact may go below zero), and reset times read as OpenAI writes them."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from assistd.services.limits import MemoryBuckets, RedisBuckets, duration
+from deploy.localcluster import Redis
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_memory_bucket_bursts_refills_and_goes_into_debt() -> None:
+    clock = Clock()
+    buckets = MemoryBuckets(clock)
+
+    async def scenario() -> None:
+        taken = [await buckets.take("a", 60, 1, 1) for _ in range(61)]
+        assert [level.allowed for level in taken] == [True] * 60 + [False]
+        assert taken[0].remaining == 59 and taken[59].remaining == 0
+        assert taken[60].retry_after_seconds == pytest.approx(1.0)  # 60 a minute: one a second
+        assert taken[59].reset_seconds == pytest.approx(60.0)
+        clock.now += 1.5
+        assert (await buckets.take("a", 60, 1, 1)).allowed
+        assert not (await buckets.take("a", 60, 1, 1)).allowed
+        # other names have buckets of their own
+        assert (await buckets.take("b", 60, 1, 1)).remaining == 59
+        # spending after the fact: below zero, then a wait until back above the need
+        await buckets.take("t", 600, -math.inf, 900)
+        refused = await buckets.take("t", 600, 1, 0)
+        assert not refused.allowed and refused.retry_after_seconds == pytest.approx(30.1)
+        clock.now += 31
+        assert (await buckets.take("t", 600, 1, 0)).allowed
+
+    asyncio.run(scenario())
+
+
+def test_redis_buckets_agree_with_memory() -> None:
+    redis = Redis().start()
+    try:
+        buckets = RedisBuckets(redis.url)
+
+        async def scenario() -> None:
+            try:
+                taken = [await buckets.take("r", 120, 1, 1) for _ in range(121)]
+                assert [level.allowed for level in taken] == [True] * 120 + [False]
+                assert taken[0].remaining == pytest.approx(119, abs=0.1)
+                assert taken[120].retry_after_seconds == pytest.approx(0.5, abs=0.1)
+                await asyncio.sleep(0.6)
+                assert (await buckets.take("r", 120, 1, 1)).allowed
+                await buckets.take("debt", 60, -math.inf, 90)
+                refused = await buckets.take("debt", 60, 1, 0)
+                assert not refused.allowed and refused.retry_after_seconds == pytest.approx(31, abs=0.5)
+            finally:
+                await buckets.close()
+
+        asyncio.run(scenario())
+    finally:
+        redis.stop()
+
+
+def test_redis_down_lets_requests_through() -> None:
+    buckets = RedisBuckets("redis://127.0.0.1:1/0")
+
+    async def scenario() -> None:
+        try:
+            assert (await buckets.take("x", 1, 1, 1)).allowed
+            assert (await buckets.take("x", 1, 1, 1)).allowed
+        finally:
+            await buckets.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(0.0004, "1ms"), (0.02, "20ms"), (1.5, "1.5s"), (20, "20s"), (360, "6m0s"), (61.2, "1m1s")]
+)
+def test_reset_durations_read_like_openai(seconds: float, shown: str) -> None:
+    assert duration(seconds) == shown
