@@ -34,13 +34,14 @@ def die_with_parent() -> None:
 class Server:
     """An assistd server in a child process on a free 127.0.0.1 port, logging to a file in its data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         with socket.socket() as sock:
             sock.bind((HOST, 0))
             self.port = sock.getsockname()[1]
         self.data_dir = data_dir
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = data_dir / "server.log"
+        self.extra_env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> None:
@@ -51,6 +52,7 @@ class Server:
             "ASSISTD_HOST": HOST,
             "ASSISTD_PORT": str(self.port),
             "ASSISTD_LOG_LEVEL": "warning",
+            **self.extra_env,
         }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -109,13 +111,14 @@ class Server:
 
 
 @contextmanager
-def running_server() -> Iterator[Server]:
-    """A started server in a fresh temporary data directory, stopped (and the directory removed) on exit.
+def running_server(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """A started server (with `env` added to its environment) in a fresh temporary data directory, stopped (and
+    the directory removed) on exit.
 
     On an error inside the block the last lines of the server's log go to stderr before the error propagates.
     """
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as data_dir:
-        server = Server(Path(data_dir))
+        server = Server(Path(data_dir), env)
         try:
             server.start()
             yield server

@@ -274,12 +274,12 @@ class LimitService:
             if limits.tokens_per_minute:
                 await self.buckets.take(f"tokens:{subject}", limits.tokens_per_minute, -math.inf, tokens)
 
-    async def check_active_runs(self, session, principal: Principal) -> None:
-        """Inside the transaction that adds a run: refuse it when the project or the key has its limit of runs
-        queued or running already. On PostgreSQL the check holds a lock on the project until the transaction
-        ends, so concurrent creates count each other (SQLite's writes are serial anyway)."""
+    async def check_active_runs(self, session, principal: Principal, *, exact: bool = True) -> None:
+        """Refuse a new run when the project or the key has its limit of runs queued or running already. Exact
+        inside the transaction that adds the run: on PostgreSQL it then holds a lock on the project until the
+        transaction ends, so concurrent creates count each other (SQLite's writes are serial anyway)."""
         project, key = await self.limits_for(principal)
-        if (project.active_runs or key.active_runs) and session.bind.dialect.name == "postgresql":
+        if exact and (project.active_runs or key.active_runs) and session.bind.dialect.name == "postgresql":
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:project))"), {"project": principal.project_id}
             )

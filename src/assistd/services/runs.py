@@ -103,6 +103,14 @@ class RunService:
             raise NotFound.for_object("assistant", assistant_id)
         return assistant
 
+    async def _first_look_at_limits(self, principal: Principal, idempotency_key: Idempotency | None) -> None:
+        """Refuse a run over the active-run limits with a read, before queueing for the write lock behind other
+        creates (a storm of refused creates must not slow everyone's). `_queue` counts again, exactly. A retry
+        with an Idempotency-Key skips this: it may be asking for a run that is already counted."""
+        if idempotency_key is None:
+            async with self.db.read() as session:
+                await self.limits.check_active_runs(session, principal, exact=False)
+
     async def _streamed(
         self, run_id: str, stream: bool, start: Callable[[Subscription | None], Awaitable[Started]]
     ) -> Started:
@@ -129,6 +137,7 @@ class RunService:
         idempotency_key: Idempotency | None,
         stream: bool,
     ) -> Started:
+        await self._first_look_at_limits(principal, idempotency_key)
         run_id = new_id("run")
         return await self._streamed(
             run_id, stream, lambda events: self._create(principal, thread_id, body, idempotency_key, run_id, events)
@@ -166,6 +175,7 @@ class RunService:
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: Idempotency | None, stream: bool
     ) -> Started:
+        await self._first_look_at_limits(principal, idempotency_key)
         run_id = new_id("run")
         return await self._streamed(
             run_id, stream, lambda events: self._create_thread_and_run(principal, body, idempotency_key, run_id, events)
