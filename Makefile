@@ -65,6 +65,7 @@ bench: install services
 	$(BIN)/python bench/search_scale.py
 	$(BIN)/python bench/apps.py
 	$(BIN)/python bench/load.py
+	$(BIN)/python bench/limits.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -13,6 +13,9 @@ requests at once, as vLLM would), so what is measured is assistd. Projects and l
    and refused, how long a refusal took, and B's first delta (POST to first `thread.message.delta`) idle and
    under the storm. Goals: A's completed runs never exceed the limit at once (the server's own count, from
    the runs' timestamps), every refusal under 1 s at p95, B's first-delta p95 under the storm <= 2x idle.
+3. Fairness: project A queues `--runs` runs (not streamed) at once; then project B creates one run. Reported:
+   how long B's run waited before a worker started it, against one run's time on the idle server (the goal),
+   and how many of A's runs were still queued at that moment (the backlog B did not wait behind).
 
 Usage: python bench/limits.py [--runs 200] [--run-limit 20] [--probes 20] [--tokens 32] [--delay 0.05]
 Exit status 0 when the measurements completed, goals met or not; non-zero on any error.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -190,6 +194,53 @@ async def measure_isolation(server: Server, args: argparse.Namespace) -> dict:
     return {"idle": idle, "loaded": loaded, "storm": attempts}
 
 
+# ---------------------------------------------------------------------------------------------- 3. fairness
+
+
+async def wait_started(client: httpx.AsyncClient, run: dict, deadline: float) -> float:
+    """Poll until the run leaves `queued`; the time it did (perf_counter)."""
+    path = f"/v1/threads/{run['thread_id']}/runs/{run['id']}"
+    while time.perf_counter() < deadline:
+        if checked(await client.get(path)).json()["status"] != "queued":
+            return time.perf_counter()
+        await asyncio.sleep(0.02)
+    raise RuntimeError(f"run {run['id']} still queued")
+
+
+async def measure_fairness(server: Server, args: argparse.Namespace) -> dict[str, float]:
+    """Project A queues `--runs` runs; project B then creates one. How long B's waited, against how long one
+    run takes on the idle server."""
+    key_a, key_b = project_key(server, "backlog"), project_key(server, "latecomer")
+    body = {"thread": {"messages": [{"role": "user", "content": "Say something."}]}}
+    async with _client(server, key_a, 16) as backlog, _client(server, key_b, 2) as latecomer:
+        assistant_a = checked(await backlog.post("/v1/assistants", json={"model": "stub"})).json()["id"]
+        assistant_b = checked(await latecomer.post("/v1/assistants", json={"model": "stub"})).json()["id"]
+        one = [a for a in await probes(latecomer, assistant_b, 3) if a.run.get("status") == "completed"]
+        run_seconds = max(a.run["completed_at"] - a.run["started_at"] for a in one) if one else float("nan")
+        measured = [(a.first_delta or a.posted) - a.posted for a in one]
+        queued = await asyncio.gather(
+            *(backlog.post("/v1/threads/runs", json={**body, "assistant_id": assistant_a}) for _ in range(args.runs))
+        )
+        assert all(response.status_code == 200 for response in queued)
+        created = time.perf_counter()
+        run = checked(await latecomer.post("/v1/threads/runs", json={**body, "assistant_id": assistant_b})).json()
+        started = await wait_started(latecomer, run, created + 600)
+        pending = [r.json() for r in queued]
+        still_queued = 0
+        for item in pending:
+            path = f"/v1/threads/{item['thread_id']}/runs/{item['id']}"
+            still_queued += checked(await backlog.get(path)).json()["status"] == "queued"
+        for item in pending:  # let the backlog go
+            with contextlib.suppress(RuntimeError):
+                checked(await backlog.post(f"/v1/threads/{item['thread_id']}/runs/{item['id']}/cancel"))
+    return {
+        "waited": started - created,
+        "run_seconds": max(run_seconds, args.tokens * args.delay),
+        "first_delta": max(measured) if measured else float("nan"),
+        "still_queued": still_queued,
+    }
+
+
 def percentile(values: list[float], q: int) -> float:
     return _percentile(values, q) if len(values) > 1 else (values[0] if values else float("nan"))
 
@@ -220,6 +271,7 @@ def main() -> int:
                 free = project_key(server, "unlimited", "--rpm", "0", "--tpm", "0")
                 overhead = asyncio.run(measure_overhead(server, limited, free))
                 isolation = asyncio.run(measure_isolation(server, args))
+                fairness = asyncio.run(measure_fairness(server, args))
         finally:
             models.unlink(missing_ok=True)
     finally:
@@ -258,6 +310,12 @@ def main() -> int:
         f"during A's storm p50 {percentile(loaded, 50):.0f} ms p95 {loaded_p95:.0f} ms"
     )
     print(f"   B: p95 storm / idle {ratio:.2f}  goal <= {FIRST_DELTA_GOAL}  {verdict(ratio <= FIRST_DELTA_GOAL)}")
+    waited, one_run = fairness["waited"], fairness["run_seconds"]
+    print(f"\n3. fairness: project A queues {args.runs} runs, then project B creates one")
+    print(
+        f"   B's run started after {waited:.2f} s; one run takes {one_run:.2f} s on the idle server; "
+        f"{fairness['still_queued']} of A's runs were still queued then  {verdict(waited <= one_run)}"
+    )
     if errors:
         for attempt in errors[:5]:
             print(f"   error: {attempt.status} {attempt.error}", file=sys.stderr)
