@@ -336,7 +336,7 @@ def ingest(
     from assistd.services.files import FileService
     from assistd.services.limits import LimitService
     from assistd.services.local_ingest import LocalIngest
-    from assistd.store.blobs import BlobStore
+    from assistd.store.blobs import open_blob_store
 
     settings = _prepare()
     files = _files_under(paths)
@@ -354,7 +354,7 @@ def ingest(
     async def run() -> int:
         registry = _load_models(settings)
         db = Database.from_settings(settings)
-        blobs = BlobStore(settings.resolved_files_dir)
+        blobs = open_blob_store(settings, db)
         ingestor = Ingestor(
             db, blobs, registry.embedding(settings.embedding_model), TokenChunker(), settings.run_lease_seconds
         )

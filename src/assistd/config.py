@@ -6,6 +6,7 @@ Every field here is documented in docs/configuration.md; a test keeps the two in
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,11 @@ class Settings(BaseSettings):
     )
     files_dir: Path | None = Field(
         None, description="Directory of uploaded files' bytes; default: `files` in the data directory."
+    )
+    blob_store: Literal["auto", "local", "database"] = Field(
+        "auto",
+        description="Where uploaded files' bytes live: `local` (`files_dir`), `database` (the store), or `auto`: "
+        "the database on PostgreSQL, `files_dir` on SQLite.",
     )
     embedding_model: str = Field(
         "all-minilm-l6-v2", description="Model (from the models file) that embeds vector store chunks and queries."

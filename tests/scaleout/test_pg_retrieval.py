@@ -27,7 +27,7 @@ from assistd.schemas.vector_stores import VectorStoreFileCreate
 from assistd.services.clock import now
 from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
-from assistd.store.blobs import BlobStore
+from assistd.store.blobs import BlobStore, LocalBlobStore
 from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.migrate import alembic_config, upgrade
@@ -158,7 +158,7 @@ def _build_corpus(url: str, blobs_dir: Path, embedder) -> Corpus:
     async def build() -> Corpus:
         db = Database(url)
         try:
-            blobs = BlobStore(blobs_dir)
+            blobs = LocalBlobStore(blobs_dir)
             project_id = await _project(db)
             store_id, files = await _ingest(db, blobs, embedder, project_id, DOCS)
             other_store_id, other_files = await _ingest(db, blobs, embedder, project_id, OTHER_DOCS)
@@ -355,7 +355,7 @@ def test_deleting_a_file_removes_its_windows(postgres: Postgres, embedder, tmp_p
         db = Database(url)
         try:
             project_id = await _project(db)
-            _, files = await _ingest(db, BlobStore(tmp_path), embedder, project_id, DOCS)
+            _, files = await _ingest(db, LocalBlobStore(tmp_path), embedder, project_id, DOCS)
             async with db.write() as session:
                 assert await FileRepository(session, project_id).delete(files["tides.md"])
             async with db.read() as session:

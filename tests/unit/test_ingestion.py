@@ -18,7 +18,7 @@ from assistd.schemas.vector_stores import VectorStoreFileCreate
 from assistd.services.clock import now
 from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
-from assistd.store.blobs import BlobStore
+from assistd.store.blobs import BlobStore, LocalBlobStore
 from assistd.store.database import Database
 from assistd.store.ids import new_id
 from assistd.store.migrate import upgrade
@@ -56,7 +56,7 @@ def store(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'ingest.db'}"
     upgrade(url)
     db = Database(url)
-    blobs = BlobStore(tmp_path / "files")
+    blobs = LocalBlobStore(tmp_path / "files")
     embedder = CountingEmbedder()
     ingestor = Ingestor(db, blobs, embedder, TokenChunker(), lease_seconds=30)
     yield db, blobs, embedder, ingestor

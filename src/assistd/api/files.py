@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
@@ -98,10 +99,17 @@ async def retrieve_file(file_id: str, caller: Caller, services: ServicesDep) -> 
     return await services.files.retrieve(caller, file_id)
 
 
-@router.get("/{file_id}/content", response_class=FileResponse)
-async def file_content(file_id: str, caller: Caller, services: ServicesDep) -> FileResponse:
-    row, path = await services.files.content_path(caller, file_id)
-    return FileResponse(path, media_type="application/octet-stream", filename=row.filename)
+@router.get("/{file_id}/content", response_class=StreamingResponse)
+async def file_content(file_id: str, caller: Caller, services: ServicesDep) -> StreamingResponse:
+    row, blocks = await services.files.content(caller, file_id)
+    headers = {"content-length": str(row.bytes), "content-disposition": _attachment(row.filename)}
+    return StreamingResponse(blocks, media_type="application/octet-stream", headers=headers)
+
+
+def _attachment(filename: str) -> str:
+    """Content-Disposition for a download named `filename` (RFC 6266; RFC 5987 encoding when it needs any)."""
+    quoted = quote(filename)
+    return f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
 
 
 @router.delete("/{file_id}")

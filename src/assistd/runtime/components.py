@@ -17,7 +17,7 @@ from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker
 from assistd.services.limits import LimitService
 from assistd.services.usage import UsageService
-from assistd.store.blobs import BlobStore
+from assistd.store.blobs import BlobStore, open_blob_store
 from assistd.store.database import Database
 from assistd.tools.file_search import FileSearch
 
@@ -39,7 +39,7 @@ class Components:
         db = Database.from_settings(settings)
         worker_in_process = with_worker and settings.api_processes == 1
         bus = create_event_bus(settings.redis_url, db, worker_in_process=worker_in_process)
-        blobs = BlobStore(settings.resolved_files_dir)
+        blobs = open_blob_store(settings, db)
         embedder = models.embedding(settings.embedding_model)
         retriever = Retriever(db, embedder)
         limits = LimitService.from_settings(db, settings)

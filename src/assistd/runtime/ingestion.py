@@ -67,7 +67,7 @@ class Ingestor:
         if file is None:  # deleted meanwhile; its place in the store went with it
             return
         try:
-            data = await asyncio.to_thread(self.blobs.read, job.project_id, job.id)
+            data = await self.blobs.read(job.project_id, job.id)
             chunks = await prepare(file.filename, data, job.chunking_strategy, self.chunker, self.embedder, progress)
         except FileNotFoundError:
             await self._finish(job, worker_id, "failed", _error("server_error", "The file's bytes are missing."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,7 +42,7 @@ class FileService:
         expires_after: FileExpiresAfter | None = None,
         idempotency_key: Idempotency | None = None,
     ) -> dict[str, Any]:
-        """Store an upload. The bytes are on disk (flushed) before the row that makes the file visible."""
+        """Store an upload. The bytes are stored (durably) before the row that makes the file visible."""
         if purpose not in PURPOSES:
             raise InvalidRequest(
                 f"Invalid 'purpose': expected one of {', '.join(PURPOSES)}.", param="purpose", code="invalid_value"
@@ -106,9 +107,19 @@ class FileService:
     async def retrieve(self, principal: Principal, file_id: str) -> dict[str, Any]:
         return wire.file(await self.get(principal, file_id))
 
-    async def content_path(self, principal: Principal, file_id: str) -> tuple[tables.File, Path]:
+    async def content(self, principal: Principal, file_id: str) -> tuple[tables.File, AsyncIterator[bytes]]:
+        """The file and its bytes in blocks; the first block is read here, so a missing blob fails before any
+        answer starts."""
         row = await self.get(principal, file_id)
-        return row, self.blobs.path(principal.project_id, row.id)
+        blocks = aiter(self.blobs.stream(principal.project_id, row.id))
+        first = await anext(blocks, b"")
+
+        async def chained() -> AsyncIterator[bytes]:
+            yield first
+            async for block in blocks:
+                yield block
+
+        return row, chained()
 
     async def delete(self, principal: Principal, file_id: str) -> dict[str, Any]:
         """Delete the file, its chunks in every vector store and its place in them, then its bytes."""

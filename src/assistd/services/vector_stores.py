@@ -308,7 +308,7 @@ class VectorStoreService:
             file = await FileRepository(session, principal.project_id).get(file_id)
         if file is None:
             raise NotFound.for_object("file", file_id)
-        data = await asyncio.to_thread(self.blobs.read, principal.project_id, file_id)
+        data = await self.blobs.read(principal.project_id, file_id)
         try:
             text = await asyncio.to_thread(extract_text, file.filename, data)
         except (UnsupportedFile, InvalidFile) as exc:

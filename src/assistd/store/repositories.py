@@ -197,7 +197,8 @@ class FileRepository(ScopedRepository[tables.File]):
         return {row.id: row for row in rows.all()}
 
     async def delete(self, object_id: str, *conditions: Any) -> bool:
-        """Delete a file, and with it its chunks and its place in every vector store (which reindex)."""
+        """Delete a file, and with it its chunks, its place in every vector store (which reindex) and its bytes
+        in the database."""
         store_ids = list(
             (
                 await self.session.scalars(
@@ -215,7 +216,14 @@ class FileRepository(ScopedRepository[tables.File]):
                 tables.VectorStoreFile.project_id == self.project_id, tables.VectorStoreFile.id == object_id
             )
         )
-        return await super().delete(object_id, *conditions)
+        if not await super().delete(object_id, *conditions):
+            return False
+        await self.session.execute(  # its bytes, when the blob store is the database
+            delete(tables.FileBlob).where(
+                tables.FileBlob.project_id == self.project_id, tables.FileBlob.file_id == object_id
+            )
+        )
+        return True
 
 
 class VectorStoreRepository(ScopedRepository[tables.VectorStore]):

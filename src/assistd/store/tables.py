@@ -232,6 +232,17 @@ class File(Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class FileBlob(Base):
+    """One part of an uploaded file's bytes, when the blob store is the database (store/database_blobs.py)."""
+
+    __tablename__ = "file_blobs"
+
+    project_id: Mapped[str] = mapped_column(ID, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True)
+    file_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class VectorStore(Base):
     __tablename__ = "vector_stores"
     __table_args__ = (Index("ix_vector_stores_project_id_id", "project_id", "id"),)
