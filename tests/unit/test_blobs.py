@@ -157,3 +157,20 @@ def test_the_setting_chooses_the_store(tmp_path) -> None:
     assert isinstance(open_blob_store(local, postgres), LocalBlobStore)
     assert isinstance(open_blob_store(database, sqlite), DatabaseBlobStore)
     assert open_blob_store(local, sqlite).root == tmp_path / "files"
+
+
+def test_database_store_reads_and_deletes_what_the_directory_held_before(db, tmp_path) -> None:
+    """A deployment that moves to the database store keeps its earlier files: bytes with no parts in the
+    database are read from the files directory, and deleted there."""
+    directory = LocalBlobStore(tmp_path / "files")
+    store = DatabaseBlobStore(db, earlier=directory)
+
+    async def scenario() -> None:
+        await directory.save("proj_a", "file-old", io.BytesIO(b"kept on disk"))
+        assert await store.read("proj_a", "file-old") == b"kept on disk"
+        await store.delete("proj_a", "file-old")
+        assert not directory.path("proj_a", "file-old").exists()
+        with pytest.raises(FileNotFoundError):
+            await store.read("proj_a", "file-old")
+
+    asyncio.run(scenario())

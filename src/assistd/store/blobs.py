@@ -90,5 +90,5 @@ def open_blob_store(settings: Settings, db: Database) -> BlobStore:
     """The blob store the settings choose (`blob_store`; `auto`: the database on PostgreSQL, else local)."""
     kind = settings.blob_store
     if kind == "database" or (kind == "auto" and not db.is_sqlite):
-        return DatabaseBlobStore(db)
+        return DatabaseBlobStore(db, earlier=LocalBlobStore(settings.resolved_files_dir))
     return LocalBlobStore(settings.resolved_files_dir)
