@@ -5,10 +5,16 @@ This is the one place that reads jobs across projects: a worker serves every pro
 UPDATE, so among any number of workers (threads or processes) exactly one gets a given job; on PostgreSQL
 concurrent claims skip each other's locked rows. A job whose
 worker died keeps its status but its lease runs out, and the next claim takes it over.
+
+Claims are fair to projects, not first-in-first-out across them: among the projects with a job to take, the
+one with the fewest jobs under a live lease goes first (counted in the store, so across all workers), then the
+one this worker served least recently, then the project's oldest job. A project with a backlog of hundreds
+makes another project's one job wait for at most one job's turn.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +24,7 @@ from assistd.store import tables
 from assistd.store.database import Database
 
 CLAIMABLE = ("queued", "cancelling")
+LEASED = ("queued", "in_progress", "cancelling")  # statuses in which a run's live lease means a worker has it
 
 Job = TypeVar("Job", tables.Run, tables.VectorStoreFile)
 
@@ -26,54 +33,77 @@ def _lease_free(table: type[Job], now: float):
     return or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
 
 
-async def _claim(
-    db: Database,
-    table: type[Job],
-    waiting: Any,
-    order: Any,
-    key: Callable[[Job], tuple[Any, ...]],
-    worker_id: str,
-    now: float,
-    lease_seconds: float,
-) -> Job | None:
-    """Take the first `waiting` job (in `order`) whose lease is free; None when there is none.
-
-    Looking is a read, so an idle worker writes nothing. Taking happens in a write transaction that reads the
-    first free job again under `FOR UPDATE SKIP LOCKED` (PostgreSQL: workers claiming at once lock different
-    jobs instead of queueing on one; SQLite: writes are serial anyway), then leases it with a guarded UPDATE."""
-    free = (waiting, _lease_free(table, now))
-    async with db.read() as session:
-        if await session.scalar(select(table.id).where(*free).limit(1)) is None:
-            return None
-    async with db.write() as session:
-        first_free = select(table).where(*free).order_by(order).limit(1)
-        job = await session.scalar(first_free.with_for_update(skip_locked=True))
-        if job is None:
-            return None
-        taken = await session.execute(
-            update(table)
-            .where(*key(job), table.status == job.status, _lease_free(table, now))
-            .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
-        )
-        if taken.rowcount != 1:
-            return None
-        return await session.get(table, inspect(job).identity, populate_existing=True)
+def _leased(table: type[Job], now: float):
+    return and_(table.lease_owner.is_not(None), table.lease_expires_at >= now)
 
 
-class RunQueue:
+class _FairQueue:
+    """What both queues share: the fair claim, and which project this worker served least recently."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._last_served: dict[str, int] = {}
+        self._clock = itertools.count()
 
+    async def _claim(
+        self,
+        table: type[Job],
+        waiting: Any,
+        active: Any,
+        order: tuple[Any, ...],
+        key: Callable[[Job], tuple[Any, ...]],
+        worker_id: str,
+        now: float,
+        lease_seconds: float,
+    ) -> Job | None:
+        """Take a `waiting` job whose lease is free, of the project whose turn it is (see the module docstring);
+        None when there is none. `active` jobs count as the project's own while their lease is live.
+
+        Looking is a read, so an idle worker writes nothing: the projects with a free job (and their oldest one),
+        and how many jobs each project has under a live lease. Taking happens in a write transaction that reads
+        the chosen project's oldest free job again under `FOR UPDATE SKIP LOCKED` (PostgreSQL: workers claiming
+        at once lock different jobs instead of queueing on one; SQLite: writes are serial anyway), or the next
+        project's when none is left, then leases it with a guarded UPDATE."""
+        free = (waiting, _lease_free(table, now))
+        async with self.db.read() as session:
+            projects = select(table.project_id, func.min(order[0])).where(*free).group_by(table.project_id)
+            oldest = dict((await session.execute(projects)).all())
+            if not oldest:
+                return None
+            held = select(table.project_id, func.count()).where(active, _leased(table, now)).group_by(table.project_id)
+            leased = dict((await session.execute(held)).all())
+        last_served = self._last_served.get
+        ranked = sorted(oldest, key=lambda project: (leased.get(project, 0), last_served(project, -1), oldest[project]))
+        async with self.db.write() as session:
+            for project_id in ranked:
+                first_free = select(table).where(*free, table.project_id == project_id).order_by(*order).limit(1)
+                job = await session.scalar(first_free.with_for_update(skip_locked=True))
+                if job is not None:
+                    break
+            else:
+                return None
+            taken = await session.execute(
+                update(table)
+                .where(*key(job), table.status == job.status, _lease_free(table, now))
+                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
+            )
+            if taken.rowcount != 1:
+                return None
+            self._last_served[project_id] = next(self._clock)
+            return await session.get(table, inspect(job).identity, populate_existing=True)
+
+
+class RunQueue(_FairQueue):
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
-        """Take the oldest run that is waiting, handed back by a worker that stopped, or whose lease another worker
-        let run out; None when there is none."""
+        """Take a run that is waiting, handed back by a worker that stopped, or whose lease another worker let run
+        out, of the project whose turn it is; None when there is none."""
         not_mine = or_(tables.Run.lease_owner.is_(None), tables.Run.lease_owner != worker_id)  # NULL != x is NULL
         waiting = or_(tables.Run.status.in_(CLAIMABLE), and_(tables.Run.status == "in_progress", not_mine))
-        return await _claim(
-            self.db,
+        return await self._claim(
             tables.Run,
             waiting,
-            tables.Run.id,
+            tables.Run.status.in_(LEASED),
+            (tables.Run.id,),
             lambda run: (tables.Run.id == run.id,),
             worker_id,
             now,
@@ -116,22 +146,20 @@ async def expired_files(db: Database, now: int) -> list[tables.File]:
         return list(rows.all())
 
 
-class IngestQueue:
+class IngestQueue(_FairQueue):
     """Vector store files waiting to be ingested (`in_progress` with no live lease)."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
 
     def _job(self, job: tables.VectorStoreFile):
         return (tables.VectorStoreFile.vector_store_id == job.vector_store_id, tables.VectorStoreFile.id == job.id)
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
-        """Take the file that has waited longest; None when there is none."""
-        return await _claim(
-            self.db,
+        """Take the file that has waited longest of the project whose turn it is; None when there is none."""
+        in_progress = tables.VectorStoreFile.status == "in_progress"
+        return await self._claim(
             tables.VectorStoreFile,
-            tables.VectorStoreFile.status == "in_progress",
-            tables.VectorStoreFile.created_at,
+            in_progress,
+            in_progress,
+            (tables.VectorStoreFile.created_at, tables.VectorStoreFile.id),
             self._job,
             worker_id,
             now,
