@@ -330,7 +330,6 @@ def ingest(
     """Upload files into a vector store and ingest them now, with progress over files and chunks."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from assistd.retrieval.chunking import TokenChunker
     from assistd.runtime.ingestion import Ingestor
     from assistd.schemas.common import StaticChunking
     from assistd.services.files import FileService
@@ -355,9 +354,7 @@ def ingest(
         registry = _load_models(settings)
         db = Database.from_settings(settings)
         blobs = open_blob_store(settings, db)
-        ingestor = Ingestor(
-            db, blobs, registry.embedding(settings.embedding_model), TokenChunker(), settings.run_lease_seconds
-        )
+        ingestor = Ingestor.from_settings(settings, db, blobs, registry.embedding(settings.embedding_model))
         uploads = FileService(db, blobs, settings.max_upload_bytes, LimitService.from_settings(db, settings))
         local = LocalIngest(db, uploads, ingestor)
         failures = 0

@@ -95,6 +95,16 @@ class Settings(BaseSettings):
         "all-minilm-l6-v2", description="Model (from the models file) that embeds vector store chunks and queries."
     )
     ingest_concurrency: int = Field(1, ge=1, description="Files one worker ingests at the same time.")
+    ingest_max_characters: int = Field(
+        500_000,
+        gt=0,
+        description="Characters of text one file may hold to be ingested (`invalid_file` beyond; extraction stops "
+        "there). Embedding is the slow part: 300,000 characters of prose took 88 s on 2 CPU cores with the bundled "
+        "model (~300-380 s per million), so one file takes about 3 minutes at most.",
+    )
+    ingest_timeout_seconds: float = Field(
+        600.0, gt=0, description="Wall-clock time one file's ingestion may take (`server_error` beyond)."
+    )
     limit_requests_per_minute: int = Field(
         0,
         ge=0,

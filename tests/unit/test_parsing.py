@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import time
 import zipfile
 
 import docx
@@ -305,32 +306,73 @@ def test_corrupt_docx_is_invalid(data: bytes) -> None:
 # -- size caps ---------------------------------------------------------------------------------------------------
 
 
-def test_text_over_the_cap_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_TEXT_CHARS", 100)
-    assert extract_text("a.txt", b"x" * 100) == "x" * 100
+def test_text_over_the_cap_is_invalid() -> None:
+    assert extract_text("a.txt", b"x" * 100, max_chars=100) == "x" * 100
     with pytest.raises(InvalidFile, match="more than 100 characters"):
-        extract_text("a.txt", b"x" * 101)
+        extract_text("a.txt", b"x" * 101, max_chars=100)
 
 
-def test_json_expanding_past_the_cap_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_TEXT_CHARS", 1000)
+def test_json_expanding_past_the_cap_is_invalid() -> None:
     data = b"[" * 40 + b"1" + b"]" * 40  # 81 bytes that pretty-print to over 3000 characters
     with pytest.raises(InvalidFile, match="more than 1,000 characters"):
-        extract_text("deep.json", data)
+        extract_text("deep.json", data, max_chars=1000)
 
 
-def test_pdf_past_the_cap_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_TEXT_CHARS", 30)
+def test_pdf_past_the_cap_is_invalid() -> None:
     with pytest.raises(InvalidFile, match="more than 30 characters"):
-        extract_text("long.pdf", make_pdf("short first page", "and a second page that passes the cap"))
+        extract_text("long.pdf", make_pdf("short first page", "and a second page that passes the cap"), max_chars=30)
 
 
-def test_docx_decompressing_past_the_cap_is_invalid(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parsing, "MAX_DOCX_UNCOMPRESSED", 100_000)
-    bomb = make_zip(**{"word/document.xml": " " * 200_000})
-    assert len(bomb) < 2_000
-    with pytest.raises(InvalidFile, match="decompresses to more than"):
+def _no_docx_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("python-docx was asked to read a refused document")
+
+    monkeypatch.setattr(parsing.docx, "Document", refuse)
+
+
+def test_docx_declaring_too_much_xml_is_refused_before_decompressing(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_docx_parsing(monkeypatch)
+    bomb = make_zip(**{"word/document.xml": " " * 5_000_000})  # 4 MiB allowance + 32 bytes for each of 1,000 characters
+    assert len(bomb) < 20_000
+    with pytest.raises(InvalidFile, match=r"XML decompresses to more than 4\.0 MiB, more than 1,000 characters"):
+        extract_text("bomb.docx", bomb, max_chars=1000)
+
+
+def test_docx_declaring_too_large_images_is_refused_before_decompressing(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_docx_parsing(monkeypatch)
+    bomb = make_zip(**{"word/document.xml": "<w:document/>", "word/media/image1.bmp": "\0" * 20_000_000})
+    assert len(bomb) < 40_000
+    with pytest.raises(InvalidFile, match=r"images and other parts decompress to more than 16\.\d MiB"):
         extract_text("bomb.docx", bomb)
+
+
+def test_docx_bomb_stops_at_the_cap() -> None:
+    """A small .docx whose one paragraph is 3 million characters (the XML is within what 500,000 characters of
+    text may take, so it is parsed): refused at the character cap, in well under a second."""
+    document = docx.Document()
+    document.add_paragraph("a" * 3_000_000)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    assert len(buffer.getvalue()) < 100_000
+    started = time.monotonic()
+    with pytest.raises(InvalidFile, match="more than 500,000 characters"):
+        extract_text("bomb.docx", buffer.getvalue(), max_chars=500_000)
+    assert time.monotonic() - started < 5
+
+
+def test_html_counts_visible_text_and_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    markup = '<div class="wrapper"><span style="color: red"></span></div>' * 200
+    assert extract_text("page.html", f"<p>{markup}visible</p>".encode(), max_chars=1000) == "visible"
+    fed: list[int] = []
+    feed = parsing._VisibleText.feed
+    monkeypatch.setattr(parsing._VisibleText, "feed", lambda self, data: fed.append(len(data)) or feed(self, data))
+    monkeypatch.setattr(parsing, "_HTML_FEED_CHARS", 1000)
+    page = ("<p>" + "word " * 10_000 + "</p>").encode()  # 50,007 bytes: within 16 bytes a character
+    with pytest.raises(InvalidFile, match="more than 5,000 characters"):
+        extract_text("page.html", page, max_chars=5000)
+    assert len(fed) == 6, "parsing stopped at the piece that passed the cap (of 51)"
+    with pytest.raises(InvalidFile, match="larger than 1,600 bytes, more than 100 characters"):
+        extract_text("page.html", f"<p>{markup}visible</p>".encode(), max_chars=100)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 from assistd.engines.base import EmbeddingEngine
 from assistd.retrieval.chunking import TokenChunker
-from assistd.retrieval.parsing import extract_text
+from assistd.retrieval.parsing import MAX_TEXT_CHARS, extract_text
 from assistd.retrieval.vectors import encode
 
 EMBED_BATCH = 64
@@ -32,12 +32,14 @@ async def prepare(
     chunker: TokenChunker,
     embedder: EmbeddingEngine,
     progress: Progress | None = None,
+    max_chars: int = MAX_TEXT_CHARS,
 ) -> list[PreparedChunk]:
-    """The chunks of one file with their embeddings. Raises parsing's UnsupportedFile / InvalidFile.
+    """The chunks of one file with their embeddings. Raises parsing's UnsupportedFile / InvalidFile (also for
+    text longer than `max_chars`).
 
     `progress(done, total)` is called after each embedded batch when given."""
     static = strategy["static"]
-    text = await asyncio.to_thread(extract_text, filename, data)
+    text = await asyncio.to_thread(extract_text, filename, data, max_chars)
     chunks = await asyncio.to_thread(
         chunker.chunks, text, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"]
     )

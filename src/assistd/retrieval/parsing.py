@@ -23,9 +23,14 @@ Choices worth knowing:
   permissions-only lock) is opened, one that needs a password is invalid. Scanned pages (images) have no text.
 - DOCX: body paragraphs and tables in document order, one line per paragraph and per table row (cells joined by
   " | ", nested tables flattened into their cell). Headers, footers, footnotes, comments and text boxes are not read.
-- Bombs: extracted text is capped at `MAX_TEXT_CHARS` characters and a .docx at `MAX_DOCX_UNCOMPRESSED` bytes of
-  declared uncompressed content (zipfile never inflates past a member's declared size); pypdf caps each
-  decompressed PDF stream itself. Beyond a cap the file is invalid.
+- Bombs: extracted text is capped at `max_chars` characters (`MAX_TEXT_CHARS` unless the caller says), and
+  extraction stops as soon as the text passes it (HTML is read in pieces; PDF pages, JSON, CSV and .docx lines are
+  counted as they come) rather than building the whole text first. A .docx is refused before anything is
+  decompressed when the uncompressed sizes its zip declares are out of proportion (zipfile never inflates past a
+  member's declared size): its XML parts may hold `DOCX_XML_BYTES_PER_CHAR` bytes per character of the cap (plus
+  `DOCX_XML_ALLOWANCE` for styles and the like), its other parts (images) may expand `DOCX_MEDIA_EXPANSION` times
+  over the file's own size (plus `DOCX_MEDIA_ALLOWANCE`). An HTML page may be `HTML_MARKUP_PER_CHAR` bytes per
+  character of the cap. pypdf caps each decompressed PDF stream itself. Beyond a cap the file is invalid.
 """
 
 from __future__ import annotations
@@ -47,7 +52,14 @@ from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
 MAX_TEXT_CHARS = 50_000_000
-MAX_DOCX_UNCOMPRESSED = 512 * 1024 * 1024
+# python-docx reads 0.4 (tables) to 1.2 (prose) MB of document.xml a second and holds ~12x its size meanwhile;
+# prose takes ~12 bytes of XML per character of text, a table of short cells ~27
+DOCX_XML_BYTES_PER_CHAR = 32
+DOCX_XML_ALLOWANCE = 4 * 1024 * 1024
+DOCX_MEDIA_EXPANSION = 8
+DOCX_MEDIA_ALLOWANCE = 16 * 1024 * 1024
+HTML_MARKUP_PER_CHAR = 16
+_HTML_FEED_CHARS = 1 << 20
 
 
 class UnsupportedFile(ValueError):
@@ -80,18 +92,18 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 _NUMBER = re.compile(r"[-+]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?")
 
 
-def _too_long() -> InvalidFile:
-    return InvalidFile(f"the file holds more than {MAX_TEXT_CHARS:,} characters of text")
+def _too_long(limit: int) -> InvalidFile:
+    return InvalidFile(f"the file holds more than {limit:,} characters of text, the most read from one file")
 
 
 def _normalise_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _checked(text: str, max_control_share: float) -> str:
+def _checked(text: str, max_control_share: float, limit: int) -> str:
     """Decoded text with newlines normalised, or InvalidFile when it is too long or looks binary."""
-    if len(text) > MAX_TEXT_CHARS:
-        raise _too_long()
+    if len(text) > limit:
+        raise _too_long(limit)
     if "\x00" in text:
         raise InvalidFile("the file looks binary, not text (it contains NUL bytes)")
     if text and len(_CONTROL.findall(text)) > max_control_share * len(text):
@@ -99,10 +111,11 @@ def _checked(text: str, max_control_share: float) -> str:
     return _normalise_newlines(text)
 
 
-def _decode_text(data: bytes, declared: str | None = None) -> str:
-    """Bytes to text (see the module docstring), newlines normalised; InvalidFile for binary data."""
-    if len(data) > 4 * MAX_TEXT_CHARS:
-        raise _too_long()
+def _decode_text(data: bytes, limit: int, declared: str | None = None) -> str:
+    """Bytes to text (see the module docstring), newlines normalised; InvalidFile for binary data or more than
+    `limit` characters."""
+    if len(data) > 4 * limit:
+        raise _too_long(limit)
     boms = (
         (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
         (codecs.BOM_UTF32_LE, "utf-32", "UTF-32"),  # before UTF-16: its BOM starts like UTF-16 LE's
@@ -118,13 +131,13 @@ def _decode_text(data: bytes, declared: str | None = None) -> str:
                 if label == "UTF-32":  # FF FE 00 00 may also be UTF-16 LE starting with U+0000
                     continue
                 raise InvalidFile(f"the file starts with a {label} byte-order mark but is not valid {label}") from exc
-            return _checked(text, _MAX_CONTROL_SHARE_UNICODE)
+            return _checked(text, _MAX_CONTROL_SHARE_UNICODE, limit)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         pass
     else:
-        return _checked(text, _MAX_CONTROL_SHARE_UNICODE)
+        return _checked(text, _MAX_CONTROL_SHARE_UNICODE, limit)
     if b"\x00" in data:
         raise InvalidFile("the file looks binary, not text (it contains NUL bytes)")
     text = ""
@@ -137,7 +150,7 @@ def _decode_text(data: bytes, declared: str | None = None) -> str:
             continue
         if not _SURROGATE.search(text):
             break
-    return _checked(text, _MAX_CONTROL_SHARE_FALLBACK)
+    return _checked(text, _MAX_CONTROL_SHARE_FALLBACK, limit)
 
 
 def _charset(declared: str | None) -> str | None:
@@ -163,14 +176,14 @@ def _clean_extracted(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def _join_capped(pieces: Iterable[str], separator: str) -> str:
-    """Join pieces, raising InvalidFile as soon as the result would pass MAX_TEXT_CHARS."""
+def _join_capped(pieces: Iterable[str], separator: str, limit: int) -> str:
+    """Join pieces, raising InvalidFile as soon as the result would pass `limit` characters."""
     kept: list[str] = []
     size = 0
     for piece in pieces:
         size += len(piece) + len(separator)
-        if size > MAX_TEXT_CHARS + len(separator):
-            raise _too_long()
+        if size > limit + len(separator):
+            raise _too_long(limit)
         kept.append(piece)
     return separator.join(kept)
 
@@ -178,15 +191,15 @@ def _join_capped(pieces: Iterable[str], separator: str) -> str:
 # -- plain text, markdown, source code ---------------------------------------------------------------------------
 
 
-def _read_plain(data: bytes) -> str:
-    return _decode_text(data)
+def _read_plain(data: bytes, limit: int) -> str:
+    return _decode_text(data, limit)
 
 
 # -- json --------------------------------------------------------------------------------------------------------
 
 
-def _read_json(data: bytes) -> str:
-    text = _decode_text(data)
+def _read_json(data: bytes, limit: int) -> str:
+    text = _decode_text(data, limit)
     if not text.strip():
         raise InvalidFile("the file contains no text")
     try:
@@ -196,7 +209,7 @@ def _read_json(data: bytes) -> str:
     except ValueError as exc:  # JSONDecodeError, and integers longer than Python will convert
         raise InvalidFile(f"the file is not valid JSON: {exc}") from exc
     try:
-        return _join_capped(json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value), "")
+        return _join_capped(json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value), "", limit)
     except RecursionError as exc:
         raise InvalidFile("the JSON is nested too deeply to read") from exc
 
@@ -229,18 +242,18 @@ def _csv_lines(rows: list[list[str]]) -> Iterator[str]:
         yield ", ".join(pairs + [value for value in row[len(header) :] if value])
 
 
-def _read_csv(data: bytes, delimiter: str | None = None) -> str:
-    text = _decode_text(data)
+def _read_csv(data: bytes, limit: int, delimiter: str | None = None) -> str:
+    text = _decode_text(data, limit)
     try:
         reader = csv.reader(io.StringIO(text), delimiter=delimiter or _sniff_delimiter(text))
         rows = [cells for cells in ([cell.strip() for cell in row] for row in reader) if any(cells)]
     except csv.Error as exc:  # e.g. a field longer than the csv module's limit
         raise InvalidFile(f"the file is not readable CSV: {exc}") from exc
-    return _join_capped(_csv_lines(rows), "\n")
+    return _join_capped(_csv_lines(rows), "\n", limit)
 
 
-def _read_tsv(data: bytes) -> str:
-    return _read_csv(data, delimiter="\t")
+def _read_tsv(data: bytes, limit: int) -> str:
+    return _read_csv(data, limit, delimiter="\t")
 
 
 # -- html --------------------------------------------------------------------------------------------------------
@@ -265,6 +278,7 @@ class _VisibleText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
+        self.size = 0  # characters in parts
         self._hidden = 0
         self._pre = 0
         self._newlines = 1  # how many newlines end the text so far (the start counts as a line start)
@@ -295,6 +309,7 @@ class _VisibleText(HTMLParser):
                 data = data.lstrip(" ")
         if data:
             self.parts.append(data)
+            self.size += len(data)
             stripped = data.rstrip("\n")
             self._newlines = len(data) - len(stripped) + (self._newlines if not stripped else 0)
 
@@ -303,18 +318,27 @@ class _VisibleText(HTMLParser):
         wanted = 2 if tag in _HTML_BLOCKS else 1 if tag in _HTML_LINES else 0
         if self._newlines < wanted:
             self.parts.append("\n" * (wanted - self._newlines))
+            self.size += wanted - self._newlines
             self._newlines = wanted
 
 
-def _read_html(data: bytes) -> str:
+def _read_html(data: bytes, limit: int) -> str:
+    markup = HTML_MARKUP_PER_CHAR * limit
+    if len(data) > markup:
+        raise InvalidFile(f"the page is larger than {markup:,} bytes, more than {limit:,} characters of text can take")
     declared = _META_CHARSET.search(data[:4096])
-    text = _decode_text(data, declared.group(1).decode("ascii") if declared else None)
+    text = _decode_text(data, markup, declared.group(1).decode("ascii") if declared else None)
     parser = _VisibleText()
     try:
-        parser.feed(text)
+        for start in range(0, len(text), _HTML_FEED_CHARS):
+            parser.feed(text[start : start + _HTML_FEED_CHARS])
+            if parser.size > limit:
+                break
         parser.close()
     except Exception as exc:  # the stdlib parser is lenient; this is a guard, not an expected path
         raise InvalidFile("the file is not readable HTML") from exc
+    if parser.size > limit:
+        raise _too_long(limit)
     lines = "".join(parser.parts).split("\n")
     return _BLANK_LINES.sub("\n\n", "\n".join(line.rstrip() for line in lines)).strip()
 
@@ -322,13 +346,13 @@ def _read_html(data: bytes) -> str:
 # -- pdf ---------------------------------------------------------------------------------------------------------
 
 
-def _read_pdf(data: bytes) -> str:
+def _read_pdf(data: bytes, limit: int) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise InvalidFile("the PDF is password-protected")
         pages = (_clean_extracted(page.extract_text() or "") for page in reader.pages)
-        return _join_capped((page for page in pages if page), "\n\n")
+        return _join_capped((page for page in pages if page), "\n\n", limit)
     except InvalidFile:
         raise
     except DependencyError as exc:
@@ -363,17 +387,32 @@ def _docx_lines(container: _BlockContainer) -> Iterator[str]:
             yield item.text
 
 
-def _read_docx(data: bytes) -> str:
+def _check_docx_sizes(data: bytes, limit: int) -> None:
+    """Refuse a .docx whose declared uncompressed parts are out of proportion to `limit` characters of text (its
+    XML) or to its own size (images and other parts), before python-docx inflates them all into memory."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            declared = sum(info.file_size for info in archive.infolist())
+            members = archive.infolist()
     except Exception as exc:
         raise InvalidFile("the file is not a readable Word document (.docx)") from exc
-    if declared > MAX_DOCX_UNCOMPRESSED:
-        raise InvalidFile(f"the document decompresses to more than {MAX_DOCX_UNCOMPRESSED // 2**20} MiB")
+    xml = sum(info.file_size for info in members if info.filename.endswith((".xml", ".rels")))
+    other = sum(info.file_size for info in members) - xml
+    xml_cap = DOCX_XML_ALLOWANCE + DOCX_XML_BYTES_PER_CHAR * limit
+    if xml > xml_cap:
+        raise InvalidFile(
+            f"the document's XML decompresses to more than {xml_cap / 2**20:,.1f} MiB, more than {limit:,} "
+            "characters of text can take"
+        )
+    other_cap = DOCX_MEDIA_ALLOWANCE + DOCX_MEDIA_EXPANSION * len(data)
+    if other > other_cap:
+        raise InvalidFile(f"the document's images and other parts decompress to more than {other_cap / 2**20:,.1f} MiB")
+
+
+def _read_docx(data: bytes, limit: int) -> str:
+    _check_docx_sizes(data, limit)
     try:
         document = docx.Document(io.BytesIO(data))
-        return _clean_extracted(_join_capped(_docx_lines(document), "\n"))
+        return _clean_extracted(_join_capped(_docx_lines(document), "\n", limit))
     except InvalidFile:
         raise
     except Exception as exc:
@@ -382,7 +421,7 @@ def _read_docx(data: bytes) -> str:
 
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
-_READERS: dict[str, Callable[[bytes], str]] = {
+_READERS: dict[str, Callable[[bytes, int], str]] = {
     **dict.fromkeys(_PLAIN | _CODE, _read_plain),
     ".json": _read_json,
     ".csv": _read_csv,
@@ -402,20 +441,20 @@ def _extension(filename: str) -> str:
     return f".{extension.lower()}" if dot and stem.strip(".") and extension else ""
 
 
-def extract_text(filename: str, data: bytes) -> str:
+def extract_text(filename: str, data: bytes, max_chars: int = MAX_TEXT_CHARS) -> str:
     """The plain text of an uploaded file, read according to the extension of `filename`.
 
     Raises UnsupportedFile for an extension not in SUPPORTED_EXTENSIONS (or none), InvalidFile for a file that
-    cannot be read as its extension says, that holds no text, or whose text passes MAX_TEXT_CHARS."""
+    cannot be read as its extension says, that holds no text, or whose text passes `max_chars`."""
     extension = _extension(filename)
     reader = _READERS.get(extension)
     if reader is None:
         what = f"the extension '{extension}'" if extension else "no extension"
         supported = " ".join(sorted(SUPPORTED_EXTENSIONS))
         raise UnsupportedFile(f"files with {what} are not supported for retrieval (supported: {supported})")
-    text = reader(data) if data else ""
+    text = reader(data, max_chars) if data else ""
     if not text.strip():
         raise InvalidFile("the file contains no text")
-    if len(text) > MAX_TEXT_CHARS:
-        raise _too_long()
+    if len(text) > max_chars:
+        raise _too_long(max_chars)
     return text

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
-from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.search import Retriever
 from assistd.runtime.events import EventBus, create_event_bus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
@@ -58,7 +57,7 @@ class Components:
             )
             worker = Worker(
                 executor,
-                Ingestor(db, blobs, embedder, TokenChunker(), settings.run_lease_seconds),
+                Ingestor.from_settings(settings, db, blobs, embedder),
                 concurrency=settings.worker_concurrency,
                 ingest_concurrency=settings.ingest_concurrency,
                 lease_seconds=settings.run_lease_seconds,

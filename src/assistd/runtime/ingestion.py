@@ -4,6 +4,11 @@ chunk, embed) and write them with the file's new status in one transaction.
 The write is guarded: it lands only while the file is still `in_progress` under this worker's lease, so a
 file cancelled, removed or taken over meanwhile keeps no chunks from this attempt. A lease renews on its own
 clock while the work goes on; a file whose worker died is taken over when the lease runs out.
+
+One file's work is bounded: its text by `max_characters` (`invalid_file` beyond, found while extracting, before
+anything is embedded) and its wall-clock time by `timeout_seconds` (`server_error` beyond). The timeout stops the
+work at its next step; a parsing or tokenizing step already under way finishes on its thread (the character cap
+keeps it short) and its result is dropped.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import update
 
+from assistd.config import Settings
 from assistd.engines.base import EmbeddingEngine
 from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.ingest import Progress, prepare
-from assistd.retrieval.parsing import InvalidFile, UnsupportedFile
+from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
@@ -33,14 +39,36 @@ MAX_ATTEMPTS = 3
 
 class Ingestor:
     def __init__(
-        self, db: Database, blobs: BlobStore, embedder: EmbeddingEngine, chunker: TokenChunker, lease_seconds: float
+        self,
+        db: Database,
+        blobs: BlobStore,
+        embedder: EmbeddingEngine,
+        chunker: TokenChunker,
+        lease_seconds: float,
+        *,
+        max_characters: int = MAX_TEXT_CHARS,
+        timeout_seconds: float | None = None,
     ) -> None:
         self.db = db
         self.blobs = blobs
         self.embedder = embedder
         self.chunker = chunker
         self.lease_seconds = lease_seconds
+        self.max_characters = max_characters
+        self.timeout_seconds = timeout_seconds
         self.queue = IngestQueue(db)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, db: Database, blobs: BlobStore, embedder: EmbeddingEngine) -> Ingestor:
+        return cls(
+            db,
+            blobs,
+            embedder,
+            TokenChunker(),
+            settings.run_lease_seconds,
+            max_characters=settings.ingest_max_characters,
+            timeout_seconds=settings.ingest_timeout_seconds,
+        )
 
     async def ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None = None) -> None:
         """Ingest a claimed file; `progress(done, total)` hears of each batch of embedded windows."""
@@ -66,9 +94,25 @@ class Ingestor:
             file = await FileRepository(session, job.project_id).get(job.id)
         if file is None:  # deleted meanwhile; its place in the store went with it
             return
+        deadline = asyncio.timeout(self.timeout_seconds)
         try:
-            data = await self.blobs.read(job.project_id, job.id)
-            chunks = await prepare(file.filename, data, job.chunking_strategy, self.chunker, self.embedder, progress)
+            async with deadline:
+                data = await self.blobs.read(job.project_id, job.id)
+                chunks = await prepare(
+                    file.filename,
+                    data,
+                    job.chunking_strategy,
+                    self.chunker,
+                    self.embedder,
+                    progress,
+                    self.max_characters,
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            message = f"Processing the file took longer than the server allows ({self.timeout_seconds:g} seconds)."
+            await self._finish(job, worker_id, "failed", _error("server_error", message))
+            return
         except FileNotFoundError:
             await self._finish(job, worker_id, "failed", _error("server_error", "The file's bytes are missing."))
             return

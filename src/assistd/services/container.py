@@ -60,7 +60,7 @@ class Services:
             generation=GenerationService(registry, usage),
             runs=RunService(db, registry, bus, wake, limits),
             files=FileService(db, blobs, settings.max_upload_bytes, limits),
-            vector_stores=VectorStoreService(db, blobs, retriever, wake),
+            vector_stores=VectorStoreService(db, blobs, retriever, wake, settings.ingest_max_characters),
             limits=limits,
             usage=usage,
             bus=bus,

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.errors import InvalidRequest, NotFound
-from assistd.retrieval.parsing import InvalidFile, UnsupportedFile, extract_text
+from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile, extract_text
 from assistd.retrieval.search import Hit, Retriever, Weights
 from assistd.schemas.common import ToolResources
 from assistd.schemas.vector_stores import (
@@ -130,11 +130,19 @@ async def find_or_create_store(session: AsyncSession, project_id: str, name_or_i
 
 
 class VectorStoreService:
-    def __init__(self, db: Database, blobs: BlobStore, retriever: Retriever, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        retriever: Retriever,
+        wake: Callable[[], None],
+        max_characters: int = MAX_TEXT_CHARS,
+    ) -> None:
         self.db = db
         self.blobs = blobs
         self.retriever = retriever
         self.wake = wake
+        self.max_characters = max_characters  # of a file's text, as ingestion reads it
 
     async def _store(self, session: AsyncSession, principal: Principal, store_id: str) -> tables.VectorStore:
         row = await VectorStoreRepository(session, principal.project_id).get(store_id)
@@ -310,7 +318,7 @@ class VectorStoreService:
             raise NotFound.for_object("file", file_id)
         data = await self.blobs.read(principal.project_id, file_id)
         try:
-            text = await asyncio.to_thread(extract_text, file.filename, data)
+            text = await asyncio.to_thread(extract_text, file.filename, data, self.max_characters)
         except (UnsupportedFile, InvalidFile) as exc:
             raise InvalidRequest(f"The file's content cannot be read: {exc}", code="invalid_file") from exc
         return {
