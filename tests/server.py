@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from sqlalchemy import text
@@ -151,6 +152,17 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+    def terminate(self, timeout: float = 60) -> float:
+        """SIGTERM, as a service manager stops a process; the seconds until the server (and its worker) exited.
+        Raises subprocess.TimeoutExpired after `timeout` seconds."""
+        started = time.monotonic()
+        processes = self._processes()
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=max(0.0, started + timeout - time.monotonic()))
+        return time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, as a crash or power cut would end it."""

@@ -21,6 +21,7 @@ from assistd.api import (
     threads,
     vector_stores,
 )
+from assistd.api.disconnect import AbandonOnDisconnect
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.api.responses import JSONResponse
 from assistd.config import Settings
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
         app.include_router(router)
     if settings.metrics:
         app.include_router(metrics.router)
+    app.add_middleware(AbandonOnDisconnect, paths=generation.ANSWER_ONLY_PATHS)  # inside the body read timeout
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -107,6 +107,7 @@ def serve(
     import uvicorn
 
     from assistd import logs
+    from assistd.api.http_server import uvicorn_options
     from assistd.app import create_app
 
     if workers > 1:
@@ -121,13 +122,13 @@ def serve(
     created = _with_projects(settings, lambda projects: projects.ensure_first_key())
     if created is not None:
         _save_first_key(settings, created)
-    options = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False}
+    options = uvicorn_options(settings)
     if workers > 1:  # each process loads its own models; these only proved the configuration loads
         asyncio.run(registry.close())
         del registry
         uvicorn.run("assistd.app:create_app_from_environment", factory=True, workers=workers, **options)
     else:
-        uvicorn.run(create_app(settings, registry), server_header=False, **options)
+        uvicorn.run(create_app(settings, registry), **options)
 
 
 @app.command()

@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     body_read_timeout_seconds: float = Field(
         30.0, gt=0, description="Longest wait for the next part of a request body; a body that stalls gets 408."
     )
+    header_read_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest wait for a complete request head (request line and headers), on a new connection or "
+        "a kept-alive one; a head that stalls gets 408 and the connection is closed.",
+    )
+    graceful_shutdown_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="On SIGTERM or SIGINT, how long requests under way may finish before they are cancelled.",
+    )
     auth_cache_seconds: float = Field(
         2.0,
         ge=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,8 @@ from assistd.services.generation import error_event
 from assistd.services.principal import Principal
 
 router = APIRouter(prefix="/v1", tags=["models"])
+# The routes whose only product is their answer: when the client goes, their work stops (api/disconnect.py).
+ANSWER_ONLY_PATHS = re.compile(r"/v1/(chat/completions|completions|engines/[^/]+/completions|embeddings)/?")
 
 
 def _sse(objects: AsyncIterator[dict[str, Any]]) -> StreamingResponse:

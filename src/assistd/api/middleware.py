@@ -60,6 +60,11 @@ class RequestContextMiddleware:
             if not response_started:
                 response = error_response(500, "The server had an error while processing your request.")
                 await response(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # uvicorn's graceful shutdown ran out of time (graceful_shutdown_seconds)
+            log.warning("%s %s cut short: the server is shutting down", scope["method"], scope["path"])
+            if not response_started:  # a retryable answer, in OpenAI's shape, rather than uvicorn's plain 500
+                response = error_response(503, "The server is shutting down; retry the request.")
+                await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             access_log.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed * 1000)

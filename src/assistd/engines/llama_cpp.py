@@ -68,6 +68,8 @@ class LlamaCppEngine:
             template=template, eos_token=self._eos_text, bos_token=vocab.token_get_text(self._llama.token_bos())
         )
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
+        self._prompt_cancelled: threading.Event | None = None
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._prompt_abort_requested)  # llama.cpp points to it
         self._longest_token_bytes = max(
             len(self._llama.detokenize([token], special=True)) for token in range(self._llama.n_vocab())
         )
@@ -195,6 +197,12 @@ class LlamaCppEngine:
                 logits[eos] = -float("inf")
             return logits
 
+        def prompt_evaluated(_input_ids: Any, logits: Any) -> Any:
+            """Before the first token is sampled the prompt is in: from here `count_and_check` stops generation."""
+            if not seen:
+                self._abort_prompt_on(None)
+            return logits
+
         def generated() -> int:
             """Tokens sampled so far, the end-of-turn token included."""
             return max(seen) - seen[0] + 1 if seen else 0
@@ -207,6 +215,7 @@ class LlamaCppEngine:
                 # Evaluate every prompt from scratch: reusing a cached prefix splits the evaluation into other
                 # batches, which shifts the logits slightly, and temperature 0 would stop being repeatable.
                 self._llama.reset()
+                self._abort_prompt_on(cancelled)
                 stream = self._llama.create_completion(
                     prompt,
                     max_tokens=max_tokens,
@@ -214,7 +223,7 @@ class LlamaCppEngine:
                     stream=True,
                     grammar=grammar,
                     stopping_criteria=StoppingCriteriaList([count_and_check]),
-                    logits_processor=LogitsProcessorList([never_empty]),
+                    logits_processor=LogitsProcessorList([prompt_evaluated, never_empty]),
                     **options,
                 )
                 for part in stream:
@@ -226,9 +235,13 @@ class LlamaCppEngine:
                     log.info(
                         "generation on %s stopped after %d tokens: nobody is listening", self.model_id, generated()
                     )
-            except BaseException as exc:  # handed to the consumer, raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            except BaseException as exc:
+                if cancelled.is_set():  # llama.cpp aborted the prompt's evaluation: "llama_decode returned 2"
+                    log.info("generation on %s stopped in its prompt (%s): nobody is listening", self.model_id, exc)
+                else:  # handed to the consumer, raised there
+                    loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
+                self._abort_prompt_on(None)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
         job = loop.run_in_executor(self._worker, contextvars.copy_context().run, work)  # logs keep the request id
@@ -241,6 +254,18 @@ class LlamaCppEngine:
             cancelled.set()
             if job.done():
                 job.exception()  # already reported through the queue
+
+    def _abort_prompt_on(self, cancelled: threading.Event | None) -> None:
+        """While a prompt is evaluated (seconds for a long one, and llama-cpp-python offers no hook before the
+        first token), llama.cpp asks `_prompt_abort_requested` at every step of its compute graph whether to stop.
+        Only then: the callback takes the GIL, hundreds of times per token."""
+        self._prompt_cancelled = cancelled
+        callback = self._abort_callback if cancelled is not None else llama_cpp.ggml_abort_callback()  # NULL: none
+        llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, callback, None)
+
+    def _prompt_abort_requested(self, _data: Any) -> bool:
+        cancelled = self._prompt_cancelled
+        return cancelled is not None and cancelled.is_set()
 
     async def _as_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
         finish, generated = "stop", 0

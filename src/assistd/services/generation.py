@@ -7,6 +7,7 @@ the engine stops.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import struct
@@ -100,9 +101,10 @@ class GenerationService:
     async def _record(
         self, principal: Principal, kind: str, model: str, object_id: str | None, usage: Usage, started: float
     ) -> None:
-        """Record a finished generation's usage (and its speed in the metrics)."""
+        """Record a finished generation's usage (and its speed in the metrics). Shielded: a client that leaves
+        now (api/disconnect.py cancels its request) cannot cut the write in half."""
         metrics.observe_generation(model, usage.completion_tokens, time.perf_counter() - started)
-        await self.usage.record(principal, kind, model, object_id, usage)
+        await asyncio.shield(self.usage.record(principal, kind, model, object_id, usage))
 
     # -- chat -------------------------------------------------------------------------------------------
 
