@@ -376,6 +376,25 @@ def test_html_counts_visible_text_and_stops_at_the_cap(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        ("long.pdf", make_pdf("one", "two", "three")),
+        ("report.docx", make_docx()),
+        ("page.html", b"<p>text</p>"),
+        ("rows.csv", b"a,b\n1,2\n"),
+    ],
+)
+def test_extraction_past_its_deadline_gives_up(filename: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that stopped waiting leaves no thread reading page after page."""
+    pages: list[str] = []
+    clean = parsing._clean_extracted
+    monkeypatch.setattr(parsing, "_clean_extracted", lambda text: pages.append(text) or clean(text))
+    with pytest.raises(parsing.ExtractionTimeout):
+        extract_text(filename, data, deadline=time.monotonic() - 1)
+    assert pages == []
+
+
+@pytest.mark.parametrize(
     "charset", ["undefined", "unicode_escape", "utf-7", "utf-16", "utf-32", "cp037", "hex", "zlib", "no-such-charset"]
 )
 def test_an_html_charset_that_cannot_be_the_files_falls_back(charset) -> None:

@@ -33,13 +33,14 @@ async def prepare(
     embedder: EmbeddingEngine,
     progress: Progress | None = None,
     max_chars: int = MAX_TEXT_CHARS,
+    deadline: float | None = None,
 ) -> list[PreparedChunk]:
     """The chunks of one file with their embeddings. Raises parsing's UnsupportedFile / InvalidFile (also for
-    text longer than `max_chars`).
+    text longer than `max_chars`), and its ExtractionTimeout when parsing passes `deadline` (time.monotonic()).
 
     `progress(done, total)` is called after each embedded batch when given."""
     static = strategy["static"]
-    text = await asyncio.to_thread(extract_text, filename, data, max_chars)
+    text = await asyncio.to_thread(extract_text, filename, data, max_chars, deadline)
     chunks = await asyncio.to_thread(
         chunker.chunks, text, static["max_chunk_size_tokens"], static["chunk_overlap_tokens"]
     )

@@ -31,6 +31,8 @@ Choices worth knowing:
   `DOCX_XML_ALLOWANCE` for styles and the like), its other parts (images) may expand `DOCX_MEDIA_EXPANSION` times
   over the file's own size (plus `DOCX_MEDIA_ALLOWANCE`). An HTML page may be `HTML_MARKUP_PER_CHAR` bytes per
   character of the cap. pypdf caps each decompressed PDF stream itself. Beyond a cap the file is invalid.
+- Time: given a `deadline`, extraction gives up (ExtractionTimeout) between PDF pages, lines and pieces of HTML
+  once it has passed, so that a caller that stopped waiting does not leave a thread busy for long.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ import csv
 import io
 import json
 import re
+import time
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Protocol
 
@@ -68,6 +72,20 @@ class UnsupportedFile(ValueError):
 
 class InvalidFile(ValueError):
     """The file claims a supported type but cannot be read, or holds no text (→ `invalid_file`)."""
+
+
+class ExtractionTimeout(TimeoutError):
+    """Extraction passed the caller's deadline."""
+
+
+@dataclass(frozen=True)
+class _Budget:
+    chars: int  # the most characters of text
+    deadline: float | None  # time.monotonic() by which extraction gives up
+
+    def check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise ExtractionTimeout("extraction passed its deadline")
 
 
 _PLAIN = frozenset({".txt", ".text", ".log", ".md", ".markdown"})
@@ -176,14 +194,16 @@ def _clean_extracted(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def _join_capped(pieces: Iterable[str], separator: str, limit: int) -> str:
-    """Join pieces, raising InvalidFile as soon as the result would pass `limit` characters."""
+def _join_capped(pieces: Iterable[str], separator: str, budget: _Budget) -> str:
+    """Join pieces, raising InvalidFile as soon as the result would pass the budget's characters (and
+    ExtractionTimeout once its deadline has passed)."""
     kept: list[str] = []
     size = 0
     for piece in pieces:
+        budget.check_time()
         size += len(piece) + len(separator)
-        if size > limit + len(separator):
-            raise _too_long(limit)
+        if size > budget.chars + len(separator):
+            raise _too_long(budget.chars)
         kept.append(piece)
     return separator.join(kept)
 
@@ -191,15 +211,15 @@ def _join_capped(pieces: Iterable[str], separator: str, limit: int) -> str:
 # -- plain text, markdown, source code ---------------------------------------------------------------------------
 
 
-def _read_plain(data: bytes, limit: int) -> str:
-    return _decode_text(data, limit)
+def _read_plain(data: bytes, budget: _Budget) -> str:
+    return _decode_text(data, budget.chars)
 
 
 # -- json --------------------------------------------------------------------------------------------------------
 
 
-def _read_json(data: bytes, limit: int) -> str:
-    text = _decode_text(data, limit)
+def _read_json(data: bytes, budget: _Budget) -> str:
+    text = _decode_text(data, budget.chars)
     if not text.strip():
         raise InvalidFile("the file contains no text")
     try:
@@ -209,7 +229,7 @@ def _read_json(data: bytes, limit: int) -> str:
     except ValueError as exc:  # JSONDecodeError, and integers longer than Python will convert
         raise InvalidFile(f"the file is not valid JSON: {exc}") from exc
     try:
-        return _join_capped(json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value), "", limit)
+        return _join_capped(json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(value), "", budget)
     except RecursionError as exc:
         raise InvalidFile("the JSON is nested too deeply to read") from exc
 
@@ -242,18 +262,18 @@ def _csv_lines(rows: list[list[str]]) -> Iterator[str]:
         yield ", ".join(pairs + [value for value in row[len(header) :] if value])
 
 
-def _read_csv(data: bytes, limit: int, delimiter: str | None = None) -> str:
-    text = _decode_text(data, limit)
+def _read_csv(data: bytes, budget: _Budget, delimiter: str | None = None) -> str:
+    text = _decode_text(data, budget.chars)
     try:
         reader = csv.reader(io.StringIO(text), delimiter=delimiter or _sniff_delimiter(text))
         rows = [cells for cells in ([cell.strip() for cell in row] for row in reader) if any(cells)]
     except csv.Error as exc:  # e.g. a field longer than the csv module's limit
         raise InvalidFile(f"the file is not readable CSV: {exc}") from exc
-    return _join_capped(_csv_lines(rows), "\n", limit)
+    return _join_capped(_csv_lines(rows), "\n", budget)
 
 
-def _read_tsv(data: bytes, limit: int) -> str:
-    return _read_csv(data, limit, delimiter="\t")
+def _read_tsv(data: bytes, budget: _Budget) -> str:
+    return _read_csv(data, budget, delimiter="\t")
 
 
 # -- html --------------------------------------------------------------------------------------------------------
@@ -322,7 +342,8 @@ class _VisibleText(HTMLParser):
             self._newlines = wanted
 
 
-def _read_html(data: bytes, limit: int) -> str:
+def _read_html(data: bytes, budget: _Budget) -> str:
+    limit = budget.chars
     markup = HTML_MARKUP_PER_CHAR * limit
     if len(data) > markup:
         raise InvalidFile(f"the page is larger than {markup:,} bytes, more than {limit:,} characters of text can take")
@@ -331,10 +352,13 @@ def _read_html(data: bytes, limit: int) -> str:
     parser = _VisibleText()
     try:
         for start in range(0, len(text), _HTML_FEED_CHARS):
+            budget.check_time()
             parser.feed(text[start : start + _HTML_FEED_CHARS])
             if parser.size > limit:
                 break
         parser.close()
+    except ExtractionTimeout:
+        raise
     except Exception as exc:  # the stdlib parser is lenient; this is a guard, not an expected path
         raise InvalidFile("the file is not readable HTML") from exc
     if parser.size > limit:
@@ -346,14 +370,22 @@ def _read_html(data: bytes, limit: int) -> str:
 # -- pdf ---------------------------------------------------------------------------------------------------------
 
 
-def _read_pdf(data: bytes, limit: int) -> str:
+def _pdf_pages(reader: PdfReader, budget: _Budget) -> Iterator[str]:
+    """The text of each page that has some, checking the deadline before each page (empty ones too)."""
+    for page in reader.pages:
+        budget.check_time()
+        text = _clean_extracted(page.extract_text() or "")
+        if text:
+            yield text
+
+
+def _read_pdf(data: bytes, budget: _Budget) -> str:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
             raise InvalidFile("the PDF is password-protected")
-        pages = (_clean_extracted(page.extract_text() or "") for page in reader.pages)
-        return _join_capped((page for page in pages if page), "\n\n", limit)
-    except InvalidFile:
+        return _join_capped(_pdf_pages(reader, budget), "\n\n", budget)
+    except (InvalidFile, ExtractionTimeout):
         raise
     except DependencyError as exc:
         raise InvalidFile("the PDF is encrypted in a way this server cannot open") from exc
@@ -408,12 +440,12 @@ def _check_docx_sizes(data: bytes, limit: int) -> None:
         raise InvalidFile(f"the document's images and other parts decompress to more than {other_cap / 2**20:,.1f} MiB")
 
 
-def _read_docx(data: bytes, limit: int) -> str:
-    _check_docx_sizes(data, limit)
+def _read_docx(data: bytes, budget: _Budget) -> str:
+    _check_docx_sizes(data, budget.chars)
     try:
         document = docx.Document(io.BytesIO(data))
-        return _clean_extracted(_join_capped(_docx_lines(document), "\n", limit))
-    except InvalidFile:
+        return _clean_extracted(_join_capped(_docx_lines(document), "\n", budget))
+    except (InvalidFile, ExtractionTimeout):
         raise
     except Exception as exc:
         raise InvalidFile("the file is not a readable Word document (.docx)") from exc
@@ -421,7 +453,7 @@ def _read_docx(data: bytes, limit: int) -> str:
 
 # -- dispatch ----------------------------------------------------------------------------------------------------
 
-_READERS: dict[str, Callable[[bytes, int], str]] = {
+_READERS: dict[str, Callable[[bytes, _Budget], str]] = {
     **dict.fromkeys(_PLAIN | _CODE, _read_plain),
     ".json": _read_json,
     ".csv": _read_csv,
@@ -441,18 +473,19 @@ def _extension(filename: str) -> str:
     return f".{extension.lower()}" if dot and stem.strip(".") and extension else ""
 
 
-def extract_text(filename: str, data: bytes, max_chars: int = MAX_TEXT_CHARS) -> str:
+def extract_text(filename: str, data: bytes, max_chars: int = MAX_TEXT_CHARS, deadline: float | None = None) -> str:
     """The plain text of an uploaded file, read according to the extension of `filename`.
 
     Raises UnsupportedFile for an extension not in SUPPORTED_EXTENSIONS (or none), InvalidFile for a file that
-    cannot be read as its extension says, that holds no text, or whose text passes `max_chars`."""
+    cannot be read as its extension says, that holds no text, or whose text passes `max_chars`, and
+    ExtractionTimeout once `deadline` (a time.monotonic() value) has passed."""
     extension = _extension(filename)
     reader = _READERS.get(extension)
     if reader is None:
         what = f"the extension '{extension}'" if extension else "no extension"
         supported = " ".join(sorted(SUPPORTED_EXTENSIONS))
         raise UnsupportedFile(f"files with {what} are not supported for retrieval (supported: {supported})")
-    text = reader(data, max_chars) if data else ""
+    text = reader(data, _Budget(max_chars, deadline)) if data else ""
     if not text.strip():
         raise InvalidFile("the file contains no text")
     if len(text) > max_chars:

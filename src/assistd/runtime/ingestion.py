@@ -7,8 +7,8 @@ clock while the work goes on; a file whose worker died is taken over when the le
 
 One file's work is bounded: its text by `max_characters` (`invalid_file` beyond, found while extracting, before
 anything is embedded) and its wall-clock time by `timeout_seconds` (`server_error` beyond). The timeout stops the
-work at its next step; a parsing or tokenizing step already under way finishes on its thread (the character cap
-keeps it short) and its result is dropped.
+work at its next step; parsing, on a thread of its own, gives up at its next page, line or piece of markup, and a
+tokenizing step under way finishes (the character cap keeps it short) with its result dropped.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ class Ingestor:
             file = await FileRepository(session, job.project_id).get(job.id)
         if file is None:  # deleted meanwhile; its place in the store went with it
             return
-        deadline = asyncio.timeout(self.timeout_seconds)
+        deadline = None if self.timeout_seconds is None else time.monotonic() + self.timeout_seconds
         try:
-            async with deadline:
+            async with asyncio.timeout(self.timeout_seconds):
                 data = await self.blobs.read(job.project_id, job.id)
                 chunks = await prepare(
                     file.filename,
@@ -106,10 +106,11 @@ class Ingestor:
                     self.embedder,
                     progress,
                     self.max_characters,
+                    deadline,
                 )
         except TimeoutError:
-            if not deadline.expired():
-                raise
+            if deadline is None or time.monotonic() < deadline:
+                raise  # a timeout of something else (the store): not the file's
             message = f"Processing the file took longer than the server allows ({self.timeout_seconds:g} seconds)."
             await self._finish(job, worker_id, "failed", _error("server_error", message))
             return
