@@ -36,6 +36,7 @@ from assistd.store.repositories import ProjectRepository
 log = logging.getLogger(__name__)
 
 MAX_CACHED_SUBJECTS = 10_000
+FULL_MEMO_SECONDS = 0.25  # a subject found at its run limit is refused without a count for this long
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class LimitService:
         self.buckets = buckets
         self.cache_seconds = cache_seconds
         self._cached: dict[str, tuple[tuple[Limits, Limits], float]] = {}
+        self._full: dict[str, tuple[float, int, str]] = {}  # subject -> (until, its run limit, who) after a refusal
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> LimitService:
@@ -274,6 +276,26 @@ class LimitService:
             if limits.tokens_per_minute:
                 await self.buckets.take(f"tokens:{subject}", limits.tokens_per_minute, -math.inf, tokens)
 
+    async def glance_at_active_runs(self, principal: Principal) -> None:
+        """A cheap first look before a run is created, so that a storm of creates over the limit is refused
+        without queueing behind the store: refused at once while the project or key was found at its limit less
+        than FULL_MEMO_SECONDS ago, else counted with a read (no lock). `check_active_runs` counts exactly."""
+        project, key = await self.limits_for(principal)
+        if not (project.active_runs or key.active_runs):
+            return
+        now = time.monotonic()
+        for subject in (principal.project_id, principal.key_id):
+            full = self._full.get(subject)
+            if full is not None and full[0] > now:
+                raise _refusal(
+                    f"This {full[2]} has reached its limit of {full[1]} runs queued or in progress; "
+                    "try again when one of them has finished.",
+                    Level(False, full[1], 0, 1.0, 1.0),
+                    "runs",
+                )
+        async with self.db.read() as session:
+            await self.check_active_runs(session, principal, exact=False)
+
     async def check_active_runs(self, session, principal: Principal, *, exact: bool = True) -> None:
         """Refuse a new run when the project or the key has its limit of runs queued or running already. Exact
         inside the transaction that adds the run: on PostgreSQL it then holds a lock on the project until the
@@ -295,6 +317,9 @@ class LimitService:
                 .where(column == subject, tables.Run.status.in_(tables.ACTIVE_RUN_STATUSES))
             )
             if count >= limit:
+                if len(self._full) >= MAX_CACHED_SUBJECTS:
+                    self._full.clear()
+                self._full[subject] = (time.monotonic() + FULL_MEMO_SECONDS, limit, who)
                 raise _refusal(
                     f"This {who} has {count} runs queued or in progress, its limit; "
                     "try again when one of them has finished.",

@@ -108,8 +108,7 @@ class RunService:
         creates (a storm of refused creates must not slow everyone's). `_queue` counts again, exactly. A retry
         with an Idempotency-Key skips this: it may be asking for a run that is already counted."""
         if idempotency_key is None:
-            async with self.db.read() as session:
-                await self.limits.check_active_runs(session, principal, exact=False)
+            await self.limits.glance_at_active_runs(principal)
 
     async def _streamed(
         self, run_id: str, stream: bool, start: Callable[[Subscription | None], Awaitable[Started]]
