@@ -74,12 +74,21 @@ def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
     return rendered or None
 
 
+MAX_ERRORS_CONSIDERED = 50
 _CODES = {"extra_forbidden": "unknown_parameter", "missing": "missing_required_parameter"}
+
+
+def _depth(param: str | None) -> int:
+    """How deep `param` lies in the body: "messages[0].content" is 2, as deep as "messages[10].content"."""
+    return -1 if param is None else param.count(".") + param.count("[")
 
 
 def _validation_response(exc: RequestValidationError) -> JSONResponse:
     body = getattr(exc, "body", None)
-    errors = [(error, _param_from_loc(tuple(error.get("loc", ())), body)) for error in exc.errors()]
+    # One bad item of a long list is reported: the first ones are enough to choose from (100,000 bad list items
+    # make 100,000 errors, and rendering each would cost the server a second for a 300 KB body).
+    first_errors = exc.errors()[:MAX_ERRORS_CONSIDERED]
+    errors = [(error, _param_from_loc(tuple(error.get("loc", ())), body)) for error in first_errors]
     if not errors:
         return error_response(400, "Invalid request.", code="invalid_value")
     if any(error.get("type") == "json_invalid" for error, _ in errors):
@@ -89,7 +98,7 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
             code="invalid_json",
         )
     # A union reports one error per member: the deepest location is the member the input was meant for.
-    first, param = max(errors, key=lambda item: len(item[1] or ""))
+    first, param = max(errors, key=lambda item: _depth(item[1]))
     kind = first.get("type", "")
     if param is None and tuple(first.get("loc", ()))[:1] == ("body",):
         message = "A request body is required." if kind == "missing" else "The request body must be a JSON object."

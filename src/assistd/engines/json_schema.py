@@ -29,6 +29,10 @@ from assistd.errors import InvalidRequest
 MAX_DEPTH = 64
 MAX_REPETITION = 1_000  # llama.cpp refuses grammars with much longer bounded repetitions
 MAX_ENUM_VALUES = 1_000  # OpenAI's own limit; each value is an alternative the sampler tries at every token
+MAX_SCHEMA_NODES = 10_000  # subschemas in one request (OpenAI allows 5,000 object properties in all)
+# llama.cpp holds a grammar in about 45 times its text: 2 MB is some 90 MB while it is used. Function arguments
+# cost most (each free-form string is held to MAX_ARGUMENT_STRING characters, some 1.7 KB of grammar each).
+MAX_GRAMMAR_CHARS = 2_000_000
 UNSUPPORTED_KEYWORDS = frozenset(
     {
         "not",
@@ -83,6 +87,7 @@ class _Preparer:
     def __init__(self) -> None:
         self.defs: dict[str, Any] = {}
         self._names: dict[tuple[int, str], str] = {}
+        self._nodes = 0
 
     def add(self, schema: Any, tag: str) -> Any:
         """`schema`, prepared; the definitions it refers to go to `self.defs` under names starting with `tag`."""
@@ -93,6 +98,9 @@ class _Preparer:
     def _prepare(self, node: Any, where: str, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise _Unsupported(f"the schema is nested more than {MAX_DEPTH} levels deep (at {where or '/'})")
+        self._nodes += 1
+        if self._nodes > MAX_SCHEMA_NODES:
+            raise _Unsupported(f"the schema has more than {MAX_SCHEMA_NODES} subschemas (at {where or '/'})")
         if node is True:
             return {}
         if node is False:
@@ -109,6 +117,9 @@ class _Preparer:
                 raise _Unsupported(f"'{keyword}' above {MAX_REPETITION} cannot be enforced (at {where or '/'})")
         if isinstance(node.get("enum"), list) and len(node["enum"]) > MAX_ENUM_VALUES:
             raise _Unsupported(f"'enum' has more than {MAX_ENUM_VALUES} values (at {where or '/'})")
+        for keyword in ("anyOf", "oneOf"):  # alternatives too: 5,000 branches cost a second a token here
+            if isinstance(node.get(keyword), list) and len(node[keyword]) > MAX_ENUM_VALUES:
+                raise _Unsupported(f"'{keyword}' has more than {MAX_ENUM_VALUES} branches (at {where or '/'})")
         if "$ref" in node:
             return {"$ref": "#/$defs/" + self._definition(node["$ref"], where, depth)}
         prepared: dict[str, Any] = {}
@@ -306,11 +317,19 @@ def schema_to_grammar(schemas: dict[str, Any], compose: Any, param: str) -> str:
             key: preparer.add(schema, f"assistd-def-{index}") for index, (key, schema) in enumerate(schemas.items())
         }
         document = compose(prepared)
+        if "$ref" in document:  # the converter reads nothing beside a "$ref": not the definitions it points into
+            document = {"anyOf": [{"$ref": document["$ref"]}]}
         if preparer.defs:
             document = {**document, "$defs": preparer.defs}
         converter = _BoundedConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         converter.visit(converter.resolve_refs(document, "assistd"), "")
-        return converter.format_grammar()
+        grammar = converter.format_grammar()
+        if len(grammar) > MAX_GRAMMAR_CHARS:
+            raise _Unsupported(
+                f"the grammar it needs is {len(grammar):,} characters, over {MAX_GRAMMAR_CHARS:,} (fewer properties, "
+                "or a maxLength on free-form strings, make it smaller)"
+            )
+        return grammar
     except _Unsupported as exc:
         raise InvalidRequest(f"Unsupported JSON schema: {exc.message}.", param=param, code="invalid_schema") from exc
     except RecursionError as exc:

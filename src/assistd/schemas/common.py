@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -19,12 +20,18 @@ MAX_TOOLS = 128
 
 
 MIN_INTEGER, MAX_INTEGER = -(2**63), 2**63 - 1  # what a database integer column holds
+# Free-form JSON (schemas, function parameters) nested deeper than this is refused: the serializer gives up at 255
+# levels and Python's recursion at about 1,000, and no schema the grammar can enforce is nested half as deep.
+MAX_JSON_DEPTH = 200
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")  # JSON's "\\udfff" alone: no character, unencodable
 
 
-def require_storable(value: Any) -> Any:
+def require_storable(value: Any, _depth: int = 0) -> Any:
     """Text and numbers anywhere in `value` must be storable: no NUL (PostgreSQL cannot store it; no text needs
-    it), no unpaired UTF-16 surrogate (not a character: it cannot be written as UTF-8), no integer beyond 64 bits."""
+    it), no unpaired UTF-16 surrogate (not a character: it cannot be written as UTF-8), no integer beyond 64 bits,
+    no NaN or infinity (JSON has none), and no nesting deeper than MAX_JSON_DEPTH."""
+    if _depth > MAX_JSON_DEPTH:
+        raise ValueError(f"Values may be nested at most {MAX_JSON_DEPTH} levels deep.")
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("Text cannot contain the NUL character (\\u0000).")
@@ -33,15 +40,18 @@ def require_storable(value: Any) -> Any:
     elif isinstance(value, int):
         if not MIN_INTEGER <= value <= MAX_INTEGER:
             raise ValueError(f"Integers must lie between {MIN_INTEGER} and {MAX_INTEGER}.")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("Numbers must be finite (JSON has no NaN or Infinity).")
     elif isinstance(value, dict):
         for key, item in value.items():
             require_storable(key)
-            require_storable(item)
+            require_storable(item, _depth + 1)
     elif isinstance(value, list | tuple):
         for item in value:
-            require_storable(item)
+            require_storable(item, _depth + 1)
     elif isinstance(value, BaseModel):  # a nested model: its fields, validated already
-        require_storable(dict(value))
+        require_storable(dict(value), _depth)
     return value
 
 

@@ -10,11 +10,12 @@ from assistd.schemas.chat import MAX_CHOICES, MAX_STOP, ModelName, Penalty, Stre
 from assistd.schemas.common import RequestModel, Temperature, TopP
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for legacy completions
+DEFAULT_PROMPT = "<|endoftext|>"  # OpenAI's default: the start of a new document
 
 
 class CompletionCreate(RequestModel):
     model: ModelName | None = None  # required on /v1/completions; the path names it on /v1/engines/...
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=64)] = "<|endoftext|>"
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=64)] = DEFAULT_PROMPT
     max_tokens: Annotated[int, Field(ge=1)] | None = DEFAULT_MAX_TOKENS
     temperature: Temperature | None = None
     top_p: TopP | None = None
@@ -32,4 +33,7 @@ class CompletionCreate(RequestModel):
     user: str | None = None
 
     def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        """The prompts to complete; an empty one is a new document, as the default prompt is (a model cannot
+        sample after no token at all)."""
+        prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+        return [prompt or DEFAULT_PROMPT for prompt in prompts]
