@@ -14,7 +14,8 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# libraries whose debug records carry request data (SQL parameters, bodies, headers): never below INFO
+# libraries whose records below WARNING carry request data or every statement (SQL, bodies, headers, upstream
+# calls): never below WARNING, whatever the server's own level
 QUIET_LIBRARIES = ("aiosqlite", "sqlalchemy", "asyncpg", "httpcore", "httpx", "multipart", "python_multipart", "redis")
 
 
@@ -27,4 +28,4 @@ def configure(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in QUIET_LIBRARIES:
-        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
+        logging.getLogger(name).setLevel(max(root.level, logging.WARNING))

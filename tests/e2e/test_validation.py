@@ -264,11 +264,21 @@ def test_a_body_that_stops_arriving_gets_408_before_authentication(tmp_path) -> 
     ],
 )
 def test_a_prompt_that_cannot_fit_is_refused_before_it_is_tokenized(http, messages) -> None:
+    _assert_refused_quickly(http, {"messages": messages})
+
+
+def test_function_definitions_that_cannot_fit_are_refused_before_they_are_tokenized(http) -> None:
+    """900 KB of function descriptions (230k tokens: seconds to tokenize) cannot fit the 8,192-token context."""
+    tool = {"type": "function", "function": {"name": "f", "description": "word " * 180_000, "parameters": {}}}
+    error = _assert_refused_quickly(http, {"messages": [{"role": "user", "content": "Hi"}], "tools": [tool]})
+    assert "bytes of text" in error["message"]  # known from the size alone, not after tokenizing
+
+
+def _assert_refused_quickly(http, body: dict) -> dict:
     import time
 
     started = time.monotonic()
-    response = http.post(
-        "/v1/chat/completions", json={"model": "smollm2-135m-instruct", "messages": messages, "max_tokens": 5}
-    )
+    response = http.post("/v1/chat/completions", json={"model": "smollm2-135m-instruct", "max_tokens": 5, **body})
     assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
     assert time.monotonic() - started < 10
+    return response.json()["error"]

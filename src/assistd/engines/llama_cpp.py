@@ -25,7 +25,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
 from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
-from assistd.engines.prompting import template_messages
+from assistd.engines.prompting import function_specs, template_messages
 from assistd.errors import InvalidRequest
 from assistd.store.ids import new_id
 
@@ -83,14 +83,17 @@ class LlamaCppEngine:
 
     def _surely_too_long(self, request: GenerationRequest) -> str | None:
         """Why the prompt cannot fit the context, known without rendering or tokenizing it (both cost time in
-        proportion to its size): more messages than the context has tokens, or more bytes of text than the
-        context could hold at the longest token of the vocabulary. None when it may fit."""
+        proportion to its size): more messages than the context has tokens, or more bytes of text (function
+        definitions included) than the context could hold at the longest token of the vocabulary. None when it
+        may fit."""
         if request.messages is None:
             size = len((request.prompt or "").encode("utf-8", "surrogatepass"))
         elif len(request.messages) > self.context_length:
             return f"{len(request.messages)} messages"
         else:
             size = sum(_text_bytes(message.get("content")) for message in request.messages)
+            if request.tool_choice != "none":  # the function definitions go into the prompt as JSON
+                size += _text_bytes(json.dumps(function_specs(request.tools), ensure_ascii=False))
         if size > self.context_length * self._longest_token_bytes:
             return f"{size} bytes of text"
         return None
