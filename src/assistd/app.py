@@ -42,6 +42,7 @@ def load_registry(settings: Settings) -> ModelRegistry:
         created=now(),
         openai_aliases=settings.openai_aliases,
         embedding_model=settings.embedding_model,
+        schema_bounds=settings.schema_bounds,
     )
     try:
         registry.embedding(settings.embedding_model)

@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from assistd.engines.base import SchemaBounds
+
 
 class Settings(BaseSettings):
     """Server settings. Each field `x` is set by the environment variable `ASSISTD_X`."""
@@ -116,6 +118,29 @@ class Settings(BaseSettings):
     ingest_timeout_seconds: float = Field(
         600.0, gt=0, description="Wall-clock time one file's ingestion may take (`server_error` beyond)."
     )
+    schema_max_depth: int = Field(
+        64,
+        ge=1,
+        description="Levels a JSON schema (`response_format`, function `parameters`) may be nested (400 beyond).",
+    )
+    schema_max_subschemas: int = Field(
+        10_000, ge=1, description="Subschemas the JSON schemas of one request may hold in all (400 beyond)."
+    )
+    schema_max_enum_values: int = Field(
+        1_000, ge=1, description="Values of one `enum`, or branches of one `anyOf`/`oneOf` (400 beyond)."
+    )
+    schema_max_repetition: int = Field(
+        1_000,
+        ge=1,
+        description="Largest `minLength`/`minItems` or `pattern` repetition enforced (400 beyond); larger `maxLength`/"
+        "`maxItems` are lowered to it.",
+    )
+    schema_max_grammar_characters: int = Field(
+        2_000_000,
+        ge=1,
+        description="Size of the grammar one request's schemas and functions may need (400 beyond); llama.cpp holds "
+        "a grammar in about 45 times its size while it is used.",
+    )
     limit_requests_per_minute: int = Field(
         0,
         ge=0,
@@ -149,6 +174,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'assistd.db').resolve()}"
+
+    @property
+    def schema_bounds(self) -> SchemaBounds:
+        """The bounds local engines hold request schemas to."""
+        return SchemaBounds(
+            max_depth=self.schema_max_depth,
+            max_repetition=self.schema_max_repetition,
+            max_enum_values=self.schema_max_enum_values,
+            max_subschemas=self.schema_max_subschemas,
+            max_grammar_characters=self.schema_max_grammar_characters,
+        )
 
     @property
     def resolved_files_dir(self) -> Path:

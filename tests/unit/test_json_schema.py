@@ -8,8 +8,9 @@ import openai
 import pytest
 from llama_cpp import LlamaGrammar
 
+from assistd.engines.base import SchemaBounds
 from assistd.engines.grammar import generation_grammar, schema_grammar
-from assistd.engines.json_schema import MAX_DEPTH, MAX_REPETITION, integer_range
+from assistd.engines.json_schema import integer_range
 from assistd.errors import InvalidRequest
 from tests.structured import Query, Tree
 
@@ -127,7 +128,7 @@ def test_what_cannot_be_enforced_is_a_400_naming_it(schema, keyword) -> None:
 
 def test_deep_nesting_is_refused_before_any_grammar_is_built() -> None:
     schema: dict = {"type": "string"}
-    for _ in range(MAX_DEPTH + 5):
+    for _ in range(SchemaBounds().max_depth + 5):
         schema = {"type": "array", "items": schema}
     with pytest.raises(InvalidRequest) as info:
         schema_grammar(schema)
@@ -137,7 +138,7 @@ def test_deep_nesting_is_refused_before_any_grammar_is_built() -> None:
 def test_upper_bounds_beyond_the_cap_are_tightened_not_expanded() -> None:
     """llama.cpp refuses (and llama-cpp-python then crashes on) repetitions much longer than a thousand."""
     grammar = schema_grammar({"type": "string", "maxLength": 10**9})
-    assert grammar.count("(char") == MAX_REPETITION
+    assert grammar.count("(char") == SchemaBounds().max_repetition
     with pytest.raises(InvalidRequest) as info:
         schema_grammar({"type": "string", "pattern": "^a{2,5000}$"})
     assert "'pattern'" in info.value.message
@@ -217,3 +218,46 @@ def test_the_size_of_a_schema_and_of_its_grammar_is_bounded() -> None:
     with pytest.raises(InvalidRequest) as info:
         schema_grammar({"type": "object", "properties": many})
     assert "subschemas" in info.value.message
+
+
+def test_the_bounds_are_settings_that_reach_the_local_engine(monkeypatch) -> None:
+    """`ASSISTD_SCHEMA_*` bound what the engines loaded from the settings accept; the defaults accept more."""
+    import asyncio
+
+    from assistd.app import load_registry
+    from assistd.config import Settings
+    from assistd.engines.base import GenerationRequest
+
+    def request(schema: dict) -> GenerationRequest:
+        response_format = {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+        return GenerationRequest(messages=[{"role": "user", "content": "hi"}], response_format=response_format)
+
+    nested: dict = {"type": "string"}
+    for _ in range(4):
+        nested = {"type": "array", "items": nested}
+    over = {
+        "nested": request(nested),
+        "'enum'": request({"enum": ["a", "b", "c", "d", "e", "f"]}),
+        "'minLength'": request({"type": "string", "minLength": 8}),
+        "subschemas": request({"anyOf": [{"type": t} for t in ("integer", "string", "boolean", "null")]}),
+        "grammar": request({"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(3)}}),
+    }
+    bounds = {"DEPTH": 3, "ENUM_VALUES": 5, "REPETITION": 7, "SUBSCHEMAS": 4, "GRAMMAR_CHARACTERS": 400}
+    for name, value in bounds.items():
+        monkeypatch.setenv(f"ASSISTD_SCHEMA_MAX_{name}", str(value))
+    registry = load_registry(Settings())
+    try:
+        for words, generation in over.items():
+            with pytest.raises(InvalidRequest) as info:
+                registry.text("gpt-4o").check(generation)
+            assert words in info.value.message and info.value.code == "invalid_schema"
+    finally:
+        asyncio.run(registry.close())
+    for name in bounds:
+        monkeypatch.delenv(f"ASSISTD_SCHEMA_MAX_{name}")
+    registry = load_registry(Settings())
+    try:
+        for generation in over.values():
+            registry.text("gpt-4o").check(generation)
+    finally:
+        asyncio.run(registry.close())

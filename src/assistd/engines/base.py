@@ -72,6 +72,22 @@ class GenerationRequest:
     user: str | None = None
 
 
+@dataclass(frozen=True)
+class SchemaBounds:
+    """How much work one request's schemas may ask for (settings `ASSISTD_SCHEMA_*`, docs/configuration.md)."""
+
+    max_depth: int = 64
+    # llama.cpp refuses grammars with much longer bounded repetitions
+    max_repetition: int = 1_000
+    # OpenAI's own enum limit; each value (or anyOf branch) is an alternative the sampler tries at every token
+    max_enum_values: int = 1_000
+    # subschemas in one request (OpenAI allows 5,000 object properties in all)
+    max_subschemas: int = 10_000
+    # llama.cpp holds a grammar in about 45 times its text: 2 MB is some 90 MB while it is used. Function
+    # arguments cost most (each free-form string is held to MAX_ARGUMENT_STRING characters, ~1.7 KB of grammar).
+    max_grammar_characters: int = 2_000_000
+
+
 @runtime_checkable
 class TextEngine(Protocol):
     """A model that generates text (and tool calls)."""

@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from assistd.engines.base import SchemaBounds
 from assistd.engines.json_schema import schema_to_grammar
 from assistd.engines.prompting import function_specs
 from assistd.errors import InvalidRequest
@@ -50,18 +51,20 @@ def _strict(grammar: str) -> str:
     return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
-def schema_grammar(schema: dict[str, Any], param: str = "response_format") -> str:
+def schema_grammar(
+    schema: dict[str, Any], param: str = "response_format", bounds: SchemaBounds = SchemaBounds()
+) -> str:
     """A grammar for values matching `schema`; a schema that cannot be enforced is a 400 on `param`."""
-    return _strict(schema_to_grammar({"value": schema}, lambda prepared: prepared["value"], param))
+    return _strict(schema_to_grammar({"value": schema}, lambda prepared: prepared["value"], param, bounds))
 
 
-def calls_grammar(functions: Sequence[dict[str, Any]]) -> str:
+def calls_grammar(functions: Sequence[dict[str, Any]], bounds: SchemaBounds = SchemaBounds()) -> str:
     """A grammar (root rule `assistd-call`) for one call `{"name", "arguments"}` of any of `functions`."""
     parameters = {
         function["name"]: bounded_arguments(function.get("parameters") or PERMISSIVE_PARAMETERS)
         for function in functions
     }
-    grammar = schema_to_grammar(parameters, lambda prepared: call_schema(functions, prepared), "tools")
+    grammar = schema_to_grammar(parameters, lambda prepared: call_schema(functions, prepared), "tools", bounds)
     return _rename_root(_strict(grammar), "assistd-call").rstrip("\n") + "\n"
 
 
@@ -122,12 +125,13 @@ def generation_grammar(
     tool_choice: Any,
     response_format: dict[str, Any] | None,
     parallel_tool_calls: bool = False,
+    bounds: SchemaBounds = SchemaBounds(),
 ) -> tuple[str | None, bool]:
     """The grammar for one generation, and whether its output may be a tool call (or, with
-    `parallel_tool_calls`, a JSON array of calls)."""
+    `parallel_tool_calls`, a JSON array of calls); schemas past `bounds` are a 400."""
     functions = chosen_functions(tools, tool_choice) if tools and tool_choice != "none" else []
     if functions:
-        call_rules = calls_grammar(functions)
+        call_rules = calls_grammar(functions, bounds)
         calls = "assistd-calls" if parallel_tool_calls else "assistd-call"
         if parallel_tool_calls:
             call_rules += _PARALLEL_CALLS_RULE
@@ -136,8 +140,8 @@ def generation_grammar(
         return f"root ::= {calls}\n" + call_rules, True
     kind = (response_format or {}).get("type")
     if kind == "json_object":
-        return schema_grammar(ANY_OBJECT_SCHEMA), False
+        return schema_grammar(ANY_OBJECT_SCHEMA, bounds=bounds), False
     if kind == "json_schema":
         schema = response_format["json_schema"].get("schema") or ANY_OBJECT_SCHEMA
-        return schema_grammar(schema), False
+        return schema_grammar(schema, bounds=bounds), False
     return None, False

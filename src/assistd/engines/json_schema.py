@@ -24,15 +24,9 @@ from urllib.parse import unquote
 
 from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
 
+from assistd.engines.base import SchemaBounds
 from assistd.errors import InvalidRequest
 
-MAX_DEPTH = 64
-MAX_REPETITION = 1_000  # llama.cpp refuses grammars with much longer bounded repetitions
-MAX_ENUM_VALUES = 1_000  # OpenAI's own limit; each value is an alternative the sampler tries at every token
-MAX_SCHEMA_NODES = 10_000  # subschemas in one request (OpenAI allows 5,000 object properties in all)
-# llama.cpp holds a grammar in about 45 times its text: 2 MB is some 90 MB while it is used. Function arguments
-# cost most (each free-form string is held to MAX_ARGUMENT_STRING characters, some 1.7 KB of grammar each).
-MAX_GRAMMAR_CHARS = 2_000_000
 UNSUPPORTED_KEYWORDS = frozenset(
     {
         "not",
@@ -84,7 +78,8 @@ def _json_type(value: Any) -> str:
 class _Preparer:
     """Rewrites schemas into one grammar-ready document (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bounds: SchemaBounds) -> None:
+        self.bounds = bounds
         self.defs: dict[str, Any] = {}
         self._names: dict[tuple[int, str], str] = {}
         self._nodes = 0
@@ -96,11 +91,12 @@ class _Preparer:
         return self._prepare(schema, "", 0)
 
     def _prepare(self, node: Any, where: str, depth: int) -> Any:
-        if depth > MAX_DEPTH:
-            raise _Unsupported(f"the schema is nested more than {MAX_DEPTH} levels deep (at {where or '/'})")
+        bounds = self.bounds
+        if depth > bounds.max_depth:
+            raise _Unsupported(f"the schema is nested more than {bounds.max_depth} levels deep (at {where or '/'})")
         self._nodes += 1
-        if self._nodes > MAX_SCHEMA_NODES:
-            raise _Unsupported(f"the schema has more than {MAX_SCHEMA_NODES} subschemas (at {where or '/'})")
+        if self._nodes > bounds.max_subschemas:
+            raise _Unsupported(f"the schema has more than {bounds.max_subschemas} subschemas (at {where or '/'})")
         if node is True:
             return {}
         if node is False:
@@ -113,13 +109,13 @@ class _Preparer:
             value = node.get(keyword)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise _Unsupported(f"'{keyword}' must be a non-negative integer (at {where or '/'})")
-            if keyword.startswith("min") and value is not None and value > MAX_REPETITION:
-                raise _Unsupported(f"'{keyword}' above {MAX_REPETITION} cannot be enforced (at {where or '/'})")
-        if isinstance(node.get("enum"), list) and len(node["enum"]) > MAX_ENUM_VALUES:
-            raise _Unsupported(f"'enum' has more than {MAX_ENUM_VALUES} values (at {where or '/'})")
+            if keyword.startswith("min") and value is not None and value > bounds.max_repetition:
+                raise _Unsupported(f"'{keyword}' above {bounds.max_repetition} cannot be enforced (at {where or '/'})")
+        if isinstance(node.get("enum"), list) and len(node["enum"]) > bounds.max_enum_values:
+            raise _Unsupported(f"'enum' has more than {bounds.max_enum_values} values (at {where or '/'})")
         for keyword in ("anyOf", "oneOf"):  # alternatives too: 5,000 branches cost a second a token here
-            if isinstance(node.get(keyword), list) and len(node[keyword]) > MAX_ENUM_VALUES:
-                raise _Unsupported(f"'{keyword}' has more than {MAX_ENUM_VALUES} branches (at {where or '/'})")
+            if isinstance(node.get(keyword), list) and len(node[keyword]) > bounds.max_enum_values:
+                raise _Unsupported(f"'{keyword}' has more than {bounds.max_enum_values} branches (at {where or '/'})")
         if "$ref" in node:
             return {"$ref": "#/$defs/" + self._definition(node["$ref"], where, depth)}
         prepared: dict[str, Any] = {}
@@ -133,10 +129,10 @@ class _Preparer:
                 prepared[key] = [self._prepare(sub, f"{path}/{i}", depth + 1) for i, sub in enumerate(value)]
             elif key in ("items", "additionalProperties") and isinstance(value, dict | bool):
                 prepared[key] = value if isinstance(value, bool) else self._prepare(value, path, depth + 1)
-            elif key in ("maxLength", "maxItems") and value > MAX_REPETITION:
-                prepared[key] = MAX_REPETITION  # a tighter bound: what the grammar allows still matches
-            elif key == "pattern" and isinstance(value, str) and _longest_repeat(value) > MAX_REPETITION:
-                raise _Unsupported(f"'pattern' repeats more than {MAX_REPETITION} times (at {where or '/'})")
+            elif key in ("maxLength", "maxItems") and value > bounds.max_repetition:
+                prepared[key] = bounds.max_repetition  # a tighter bound: what the grammar allows still matches
+            elif key == "pattern" and isinstance(value, str) and _longest_repeat(value) > bounds.max_repetition:
+                raise _Unsupported(f"'pattern' repeats more than {bounds.max_repetition} times (at {where or '/'})")
             else:
                 prepared[key] = value
         if "allOf" in prepared and not all("properties" in self._target(part) for part in prepared["allOf"]):
@@ -308,10 +304,11 @@ class _BoundedConverter(SchemaConverter):
         return f"(({fractional}) | ({whole})) space"
 
 
-def schema_to_grammar(schemas: dict[str, Any], compose: Any, param: str) -> str:
+def schema_to_grammar(schemas: dict[str, Any], compose: Any, param: str, bounds: SchemaBounds) -> str:
     """The GBNF of `compose(prepared)`, where `prepared` maps each key of `schemas` to its prepared schema
-    (with `$defs` gathered at the root of what `compose` returns). An unenforceable schema is a 400 on `param`."""
-    preparer = _Preparer()
+    (with `$defs` gathered at the root of what `compose` returns). An unenforceable schema, or one past `bounds`,
+    is a 400 on `param`."""
+    preparer = _Preparer(bounds)
     try:
         prepared = {
             key: preparer.add(schema, f"assistd-def-{index}") for index, (key, schema) in enumerate(schemas.items())
@@ -324,10 +321,10 @@ def schema_to_grammar(schemas: dict[str, Any], compose: Any, param: str) -> str:
         converter = _BoundedConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         converter.visit(converter.resolve_refs(document, "assistd"), "")
         grammar = converter.format_grammar()
-        if len(grammar) > MAX_GRAMMAR_CHARS:
+        if len(grammar) > bounds.max_grammar_characters:
             raise _Unsupported(
-                f"the grammar it needs is {len(grammar):,} characters, over {MAX_GRAMMAR_CHARS:,} (fewer properties, "
-                "or a maxLength on free-form strings, make it smaller)"
+                f"the grammar it needs is {len(grammar):,} characters, over {bounds.max_grammar_characters:,} "
+                "(fewer properties, or a maxLength on free-form strings, make it smaller)"
             )
         return grammar
     except _Unsupported as exc:

@@ -22,7 +22,7 @@ import llama_cpp
 from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
+from assistd.engines.base import Chunk, GenerationRequest, SchemaBounds, ToolCallDelta, Usage
 from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
 from assistd.engines.prompting import function_specs, template_messages
@@ -47,10 +47,12 @@ class LlamaCppEngine:
         context_length: int = 4096,
         threads: int | None = None,
         defaults: dict[str, float] | None = None,
+        schema_bounds: SchemaBounds = SchemaBounds(),
     ) -> None:
         if not model_path.is_file():
             raise ModelFileError(f"model file '{model_path}' does not exist")
         self.model_id = model_id
+        self.schema_bounds = schema_bounds
         try:
             self._llama = Llama(
                 model_path=str(model_path), n_ctx=context_length, n_threads=threads, verbose=False, seed=0
@@ -121,6 +123,7 @@ class LlamaCppEngine:
             tool_choice=request.tool_choice,
             response_format=request.response_format,
             parallel_tool_calls=request.parallel_tool_calls,
+            bounds=self.schema_bounds,
         )
         if grammar_text is not None:
             sampler = llama_cpp.llama_sampler_init_grammar(self._llama._model.vocab, grammar_text.encode(), b"root")

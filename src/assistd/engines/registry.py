@@ -32,7 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistd.engines.aliases import AliasError, Aliases, openai_families
-from assistd.engines.base import EmbeddingEngine, TextEngine
+from assistd.engines.base import EmbeddingEngine, SchemaBounds, TextEngine
 from assistd.engines.packaged import packaged_file
 from assistd.errors import InvalidRequest, NotFound
 
@@ -138,7 +138,7 @@ def build_aliases(config: ModelsConfig, *, openai_aliases: bool, embedding_model
         raise ConfigError(str(exc)) from exc
 
 
-def _build(model_id: str, spec: ModelSpec) -> TextEngine | EmbeddingEngine:
+def _build(model_id: str, spec: ModelSpec, schema_bounds: SchemaBounds) -> TextEngine | EmbeddingEngine:
     if isinstance(spec, LlamaCppSpec):
         from assistd.engines.llama_cpp import LlamaCppEngine
 
@@ -150,7 +150,12 @@ def _build(model_id: str, spec: ModelSpec) -> TextEngine | EmbeddingEngine:
             raise ConfigError(f"models.{model_id}: set `path`, or both `package` and `file`")
         defaults = spec.defaults.model_dump(exclude_none=True)
         return LlamaCppEngine(
-            model_id, path, context_length=spec.context_length, threads=spec.threads, defaults=defaults
+            model_id,
+            path,
+            context_length=spec.context_length,
+            threads=spec.threads,
+            defaults=defaults,
+            schema_bounds=schema_bounds,
         )
     if isinstance(spec, OnnxEmbeddingSpec):
         from assistd.engines.onnx_embeddings import OnnxEmbeddingEngine
@@ -188,14 +193,21 @@ class ModelRegistry:
 
     @classmethod
     def from_config(
-        cls, config: ModelsConfig, created: int, *, openai_aliases: bool = True, embedding_model: str | None = None
+        cls,
+        config: ModelsConfig,
+        created: int,
+        *,
+        openai_aliases: bool = True,
+        embedding_model: str | None = None,
+        schema_bounds: SchemaBounds = SchemaBounds(),
     ) -> ModelRegistry:
-        """Build every engine of `config` (a failure names its entry) and the alias table."""
+        """Build every engine of `config` (a failure names its entry) and the alias table; local engines hold
+        request schemas to `schema_bounds`."""
         aliases = build_aliases(config, openai_aliases=openai_aliases, embedding_model=embedding_model)
         engines: dict[str, TextEngine | EmbeddingEngine] = {}
         for model_id, spec in config.models.items():
             try:
-                engines[model_id] = _build(model_id, spec)
+                engines[model_id] = _build(model_id, spec, schema_bounds)
             except ConfigError:
                 raise
             except Exception as exc:
