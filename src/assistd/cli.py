@@ -18,6 +18,7 @@ from rich.table import Table
 
 from assistd.config import Settings
 from assistd.errors import AssistdError
+from assistd.lifecycle import FileStatus
 from assistd.services.projects import CreatedKey, ProjectService
 from assistd.store.database import Database
 from assistd.store.migrate import upgrade
@@ -376,7 +377,7 @@ def ingest(
                         chunking,
                         lambda finished, total: bars.update(chunks, completed=finished, total=total),
                     )
-                    if done is None or done.status != "completed":
+                    if done is None or done.status != FileStatus.COMPLETED:
                         failures += 1
                         reason = done.last_error["message"] if done and done.last_error else "removed meanwhile"
                         bars.console.print(f"[red]failed[/red] {path}: {reason}")

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from assistd import lifecycle
 from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
-from assistd.runtime import states
 from assistd.runtime.events import LocalEventBus
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
 from assistd.services.clock import now
@@ -25,7 +25,7 @@ from assistd.store.pagination import PageRequest
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
 
-ALL = sorted(states.TRANSITIONS)
+ALL = sorted(lifecycle.TRANSITIONS)
 LEGAL = {
     ("queued", "in_progress"),
     ("queued", "cancelled"),
@@ -48,12 +48,50 @@ LEGAL = {
 
 @pytest.mark.parametrize(("source", "target"), list(itertools.product(ALL, ALL)))
 def test_every_transition_is_legal_or_not(source, target) -> None:
-    assert states.is_allowed(source, target) == ((source, target) in LEGAL)
+    assert lifecycle.is_allowed(source, target) == ((source, target) in LEGAL)
 
 
 def test_terminal_states_are_final() -> None:
-    assert all(not states.TRANSITIONS[status] for status in states.TERMINAL)
-    assert states.sources_of("cancelled") == {"queued", "requires_action", "cancelling"}
+    assert all(not lifecycle.TRANSITIONS[status] for status in lifecycle.TERMINAL_RUN)
+    assert lifecycle.sources_of("cancelled") == {"queued", "requires_action", "cancelling"}
+
+
+def test_ending_a_run_ends_its_unfinished_steps_in_the_same_transaction(world) -> None:
+    """Cancel and expire end the run and its in-progress steps together; finished steps keep their status, and
+    a run no longer in a source status is left alone."""
+
+    async def scenario() -> tuple[tables.Run, list[tables.RunStep], bool]:
+        db = Database(world)
+        run = await setup_run(db, status="requires_action")
+        async with db.write() as session:
+            steps = RunStepRepository(session, run.project_id)
+            for status in ("completed", "in_progress"):
+                await steps.add(
+                    tables.RunStep(
+                        id=new_id("step"),
+                        run_id=run.id,
+                        thread_id=run.thread_id,
+                        assistant_id=run.assistant_id,
+                        created_at=now(),
+                        type="tool_calls",
+                        status=status,
+                        step_details={"type": "tool_calls", "tool_calls": []},
+                        metadata_={},
+                    )
+                )
+        async with db.write() as session:
+            runs = RunRepository(session, run.project_id)
+            assert await runs.end(run.id, lifecycle.RunStatus.EXPIRED, 123, required_action=None)
+            again = await runs.end(run.id, lifecycle.RunStatus.CANCELLED, 456, cancelled_at=456)
+        async with db.read() as session:
+            final = await RunRepository(session, run.project_id).get(run.id)
+            ended = await RunStepRepository(session, run.project_id).for_run(run.id)
+        await db.dispose()
+        return final, ended, again
+
+    run, steps, again = asyncio.run(scenario())
+    assert run.status == "expired" and run.required_action is None and not again
+    assert sorted((step.status, step.expired_at) for step in steps) == [("completed", None), ("expired", 123)]
 
 
 class ScriptedEngine:

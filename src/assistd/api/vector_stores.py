@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
 from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
+from assistd.lifecycle import FileStatus
 from assistd.schemas.vector_stores import (
     FileBatchCreate,
     VectorStoreCreate,
@@ -20,7 +21,6 @@ from assistd.store.pagination import PageRequest
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector stores"])
 
-FileStatus = Literal["in_progress", "completed", "failed", "cancelled"]
 StoresPage = Annotated[PageRequest, Depends(page_params("vector_store"))]
 FilesPage = Annotated[PageRequest, Depends(page_params("file"))]
 StatusFilter = Annotated[FileStatus | None, Query(alias="filter", description="Only files with this status.")]

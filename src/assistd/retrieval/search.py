@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd.engines.base import EmbeddingEngine
+from assistd.lifecycle import FileStatus
 from assistd.retrieval import ranking
 from assistd.retrieval.filters import matches
 from assistd.retrieval.index_pg import PgTextIndex, PgVectorIndex
@@ -88,7 +89,7 @@ class Retriever:
                     .where(
                         tables.VectorStoreFile.project_id == project_id,
                         tables.VectorStoreFile.vector_store_id.in_(store_ids),
-                        tables.VectorStoreFile.status == "completed",
+                        tables.VectorStoreFile.status == FileStatus.COMPLETED,
                     )
                 )
             ).all()

@@ -12,17 +12,16 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assistd.runtime import states
+from assistd.lifecycle import STEP_ENDED_AT, STREAM_ENDING_RUN, MessageStatus, RunStatus, StepStatus
 from assistd.services import wire
 from assistd.store import tables
 from assistd.store.database import Database
 
 Named = tuple[str, dict[str, Any]]
-STOPPING_STATUSES = states.TERMINAL | {"requires_action"}
-_STEP_ENDS = ("completed_at", "cancelled_at", "failed_at", "expired_at")
+_STEP_ENDS = tuple(STEP_ENDED_AT.values())
 _MESSAGE_ENDS = ("completed_at", "incomplete_at", "incomplete_details")
-_UNFINISHED_STEP = {"status": "in_progress", **dict.fromkeys(_STEP_ENDS)}
-_UNFINISHED_MESSAGE = {"status": "in_progress", "content": [], **dict.fromkeys(_MESSAGE_ENDS)}
+_UNFINISHED_STEP = {"status": StepStatus.IN_PROGRESS, **dict.fromkeys(_STEP_ENDS)}
+_UNFINISHED_MESSAGE = {"status": MessageStatus.IN_PROGRESS, "content": [], **dict.fromkeys(_MESSAGE_ENDS)}
 
 
 def _run_state(shown: dict[str, Any]) -> tuple[str, Any]:
@@ -89,8 +88,8 @@ class RunReplay:
         events: list[Named] = []
         stopping: list[Named] = []
         shown = wire.run(run)
-        if run.status != "queued" and _run_state(shown) != self._run:  # queued is in every stream's prelude
-            (stopping if run.status in STOPPING_STATUSES else events).append((f"thread.run.{run.status}", shown))
+        if run.status != RunStatus.QUEUED and _run_state(shown) != self._run:  # queued is in every stream's prelude
+            (stopping if run.status in STREAM_ENDING_RUN else events).append((f"thread.run.{run.status}", shown))
         unlinked = {message.id: message for message in messages}
         for step in steps:
             linked = step.step_details.get("message_creation", {}).get("message_id")
@@ -108,7 +107,7 @@ class RunReplay:
             events += [("thread.run.step.created", opened), ("thread.run.step.in_progress", opened)]
         if message is not None:
             events += self._message(message)
-        if step.status != "in_progress" and self._steps.get(step.id) != step.status:
+        if step.status != StepStatus.IN_PROGRESS and self._steps.get(step.id) != step.status:
             events.append((f"thread.run.step.{step.status}", shown))
         return events
 
@@ -118,7 +117,7 @@ class RunReplay:
         if message.id not in self._messages:
             opened = {**shown, **_UNFINISHED_MESSAGE}
             events += [("thread.message.created", opened), ("thread.message.in_progress", opened)]
-        if message.status != "in_progress" and self._messages.get(message.id) != message.status:
+        if message.status != MessageStatus.IN_PROGRESS and self._messages.get(message.id) != message.status:
             if message.id not in self._streamed and message.content:
                 events.append(("thread.message.delta", _whole_text(message)))
             events.append((f"thread.message.{message.status}", shown))

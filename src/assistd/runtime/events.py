@@ -28,12 +28,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from assistd.runtime.event_replay import STOPPING_STATUSES, RunReplay
+from assistd.lifecycle import STREAM_ENDING_RUN
+from assistd.runtime.event_replay import RunReplay
 from assistd.store.database import Database
 
 log = logging.getLogger(__name__)
 
-STOPPING_EVENTS = frozenset(f"thread.run.{status}" for status in STOPPING_STATUSES)
+STOPPING_EVENTS = frozenset(f"thread.run.{status}" for status in STREAM_ENDING_RUN)
 POLL_SECONDS = 0.25
 STALL_SECONDS = 3.0  # a Redis subscription this long without an event looks at the stored run
 STREAM_PREFIX = "assistd:run-events:"

@@ -26,8 +26,8 @@ from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
+from assistd.lifecycle import STEP_ENDED_AT, TERMINAL_RUN, MessageStatus, RunStatus, StepStatus, sources_of
 from assistd.retrieval.search import Hit
-from assistd.runtime import states
 from assistd.runtime.events import EventBus
 from assistd.services import wire
 from assistd.services.clock import now
@@ -62,7 +62,7 @@ class LeaseLost(Exception):
 
 
 def _new_step(
-    run: tables.Run, created: int, details: dict[str, Any], status: str = "in_progress", **values: Any
+    run: tables.Run, created: int, details: dict[str, Any], status: StepStatus = StepStatus.IN_PROGRESS, **values: Any
 ) -> tables.RunStep:
     """A step of `run` of the type its details name."""
     return tables.RunStep(
@@ -119,12 +119,12 @@ def _usage(usage: Usage) -> dict[str, int]:
     }
 
 
-async def _transition(session: Any, run: tables.Run, status: str, values: dict[str, Any]) -> tables.Run | None:
+async def _transition(session: Any, run: tables.Run, status: RunStatus, values: dict[str, Any]) -> tables.Run | None:
     """The guarded move of `run` to `status` inside `session`: the updated row, or None if it had moved on."""
     runs = RunRepository(session, run.project_id)
-    if not await runs.transition(run.id, states.sources_of(status), status=status, **values):
+    if not await runs.transition(run.id, sources_of(status), status=status, **values):
         return None
-    if status in states.TERMINAL:
+    if status in TERMINAL_RUN:
         metrics.observe_run_end(status, run.created_at, time.time())
     return await runs.get(run.id)
 
@@ -154,7 +154,7 @@ class RunExecutor:
 
     # -- state changes ----------------------------------------------------------------------------------
 
-    async def _move(self, run: tables.Run, status: str, **values: Any) -> tables.Run | None:
+    async def _move(self, run: tables.Run, status: RunStatus, **values: Any) -> tables.Run | None:
         """Guarded transition to `status`; publishes thread.run.<status>. None if the run had moved on."""
         async with self.db.write() as session:
             row = await _transition(session, run, status, values)
@@ -165,7 +165,7 @@ class RunExecutor:
     async def _status(self, run: tables.Run) -> str:
         async with self.db.read() as session:
             row = await RunRepository(session, run.project_id).get(run.id)
-        return row.status if row else "cancelled"
+        return row.status if row else RunStatus.CANCELLED
 
     # -- the run ----------------------------------------------------------------------------------------
 
@@ -212,19 +212,19 @@ class RunExecutor:
                 return
 
     async def _execute(self, run: tables.Run, worker_id: str, lost: asyncio.Event) -> None:
-        if run.status == "cancelling":
+        if run.status == RunStatus.CANCELLING:
             await self._finish_cancel(run, None, None)
             return
         if run.attempts > MAX_ATTEMPTS:
             await self._fail(run, "server_error", f"The run was interrupted {MAX_ATTEMPTS} times and was stopped.")
             return
-        if run.status == "in_progress":  # a worker died holding it: drop what that attempt left half-done
+        if run.status == RunStatus.IN_PROGRESS:  # a worker died holding it: drop what that attempt left half-done
             await self._discard_unfinished(run)
         else:
-            moved = await self._move(run, "in_progress", started_at=run.started_at or now())
+            moved = await self._move(run, RunStatus.IN_PROGRESS, started_at=run.started_at or now())
             if moved is None:
                 return
-            if run.status == "queued" and run.started_at is None:
+            if run.status == RunStatus.QUEUED and run.started_at is None:
                 metrics.QUEUE_WAIT.observe(max(time.time() - run.created_at, 0.0))
             run = moved
         try:
@@ -238,7 +238,7 @@ class RunExecutor:
             await self._fail(run, "invalid_prompt", exc.message)
             return
         if request is None:
-            await self._move(run, "incomplete", incomplete_details={"reason": "max_prompt_tokens"})
+            await self._move(run, RunStatus.INCOMPLETE, incomplete_details={"reason": "max_prompt_tokens"})
             return
         if app in PRESETS and request.max_tokens is None and PRESETS[app].answer_tokens:
             request = replace(request, max_tokens=PRESETS[app].answer_tokens)  # a cut here still completes
@@ -288,11 +288,15 @@ class RunExecutor:
         threshold = (settings.get("ranking_options") or {}).get("score_threshold") or 0.0
         created = now()
         call = file_search.tool_call(new_id("call"), hits, threshold)
-        step = _new_step(run, created, {"type": "tool_calls", "tool_calls": [call]}, "completed", completed_at=created)
+        step = _new_step(
+            run, created, {"type": "tool_calls", "tool_calls": [call]}, StepStatus.COMPLETED, completed_at=created
+        )
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
         shown = wire.run_step(step)
-        self.bus.publish(run.id, "thread.run.step.created", {**shown, "status": "in_progress", "completed_at": None})
+        self.bus.publish(
+            run.id, "thread.run.step.created", {**shown, "status": StepStatus.IN_PROGRESS, "completed_at": None}
+        )
         self.bus.publish(run.id, "thread.run.step.completed", shown)
         return hits
 
@@ -400,7 +404,7 @@ class RunExecutor:
                     next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
                     if lost.is_set():
                         raise LeaseLost
-                    if await self._status(run) == "cancelling":
+                    if await self._status(run) == RunStatus.CANCELLING:
                         await self._finish_cancel(run, message, step, text)
                         return
         except InvalidRequest as exc:
@@ -410,7 +414,7 @@ class RunExecutor:
             await self._fail(run, "server_error", exc.message, message, step, text)
             return
         metrics.observe_generation(run.model, usage.completion_tokens, time.perf_counter() - began)
-        if await self._status(run) == "cancelling":
+        if await self._status(run) == RunStatus.CANCELLING:
             await self._finish_cancel(run, message, step, text)
             return
         previous = run.usage or {}
@@ -439,11 +443,11 @@ class RunExecutor:
             text += citation.marker
         if cut_off:
             status, values = (
-                "incomplete",
+                RunStatus.INCOMPLETE,
                 {"usage": run_usage, "incomplete_details": {"reason": "max_completion_tokens"}},
             )
         else:
-            status, values = "completed", {"completed_at": now(), "usage": run_usage}
+            status, values = RunStatus.COMPLETED, {"completed_at": now(), "usage": run_usage}
         await self._finish(
             run,
             status,
@@ -468,7 +472,7 @@ class RunExecutor:
             content=[],
             attachments=[],
             metadata_={},
-            status="in_progress",
+            status=MessageStatus.IN_PROGRESS,
             assistant_id=run.assistant_id,
             run_id=run.id,
         )
@@ -485,7 +489,7 @@ class RunExecutor:
     async def _finish(
         self,
         run: tables.Run,
-        status: str,
+        status: RunStatus,
         values: dict[str, Any],
         message: tables.Message | None = None,
         step: tables.RunStep | None = None,
@@ -493,7 +497,7 @@ class RunExecutor:
         usage: Usage | None = None,
         *,
         incomplete: str | None = None,
-        step_status: str = "completed",
+        step_status: StepStatus = StepStatus.COMPLETED,
         annotations: list[dict[str, Any]] | None = None,
     ) -> None:
         """End the run in `status`, closing its open message and step with `text`, in one transaction: a crash
@@ -504,15 +508,14 @@ class RunExecutor:
                 message = await MessageRepository(session, run.project_id).get(message.id) or message
                 message.content = [{"type": "text", "text": {"value": text, "annotations": annotations or []}}]
                 if incomplete:
-                    message.status, message.incomplete_at = "incomplete", finished
+                    message.status, message.incomplete_at = MessageStatus.INCOMPLETE, finished
                     message.incomplete_details = {"reason": incomplete}
                 else:
-                    message.status, message.completed_at = "completed", finished
+                    message.status, message.completed_at = MessageStatus.COMPLETED, finished
             if step is not None:
                 step = await RunStepRepository(session, run.project_id).get(step.id) or step
                 step.status = step_status
-                ended = {"completed": "completed_at", "cancelled": "cancelled_at"}.get(step_status, "failed_at")
-                setattr(step, ended, finished)
+                setattr(step, STEP_ENDED_AT[step_status], finished)
                 step.usage = _usage(usage) if usage else None
             self._add_usage(session, run, usage)
             row = await _transition(session, run, status, values)
@@ -594,7 +597,7 @@ class RunExecutor:
         }
         await self._move(
             run,
-            "requires_action",
+            RunStatus.REQUIRES_ACTION,
             required_action=required,
             usage=run_usage,
             expires_at=now() + self.settings.tool_output_timeout_seconds,
@@ -606,7 +609,7 @@ class RunExecutor:
             steps = RunStepRepository(session, run.project_id)
             messages = MessageRepository(session, run.project_id)
             for step in await steps.for_run(run.id):
-                if step.status == "in_progress" and step.type == "message_creation":
+                if step.status == StepStatus.IN_PROGRESS and step.type == "message_creation":
                     await messages.delete(step.step_details["message_creation"]["message_id"])
                     await steps.delete(step.id)
 
@@ -615,13 +618,13 @@ class RunExecutor:
     ) -> None:
         await self._finish(
             run,
-            "cancelled",
+            RunStatus.CANCELLED,
             {"cancelled_at": now()},
             message,
             step,
             text,
             incomplete="run_cancelled",
-            step_status="cancelled",
+            step_status=StepStatus.CANCELLED,
         )
 
     async def _fail(
@@ -634,4 +637,6 @@ class RunExecutor:
         text: str = "",
     ) -> None:
         failure = {"failed_at": now(), "last_error": {"code": code, "message": text_message}}
-        await self._finish(run, "failed", failure, message, step, text, incomplete="run_failed", step_status="failed")
+        await self._finish(
+            run, RunStatus.FAILED, failure, message, step, text, incomplete="run_failed", step_status=StepStatus.FAILED
+        )

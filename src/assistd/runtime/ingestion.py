@@ -23,6 +23,7 @@ from sqlalchemy import update
 
 from assistd.config import Settings
 from assistd.engines.base import EmbeddingEngine
+from assistd.lifecycle import FileStatus
 from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.ingest import Progress, prepare
 from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile
@@ -79,7 +80,9 @@ class Ingestor:
             raise
         except Exception:
             log.exception("ingesting %s into %s failed", job.id, job.vector_store_id)
-            await self._finish(job, worker_id, "failed", _error("server_error", "The file could not be processed."))
+            await self._finish(
+                job, worker_id, FileStatus.FAILED, _error("server_error", "The file could not be processed.")
+            )
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,7 +91,7 @@ class Ingestor:
     async def _ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None) -> None:
         if job.attempts > MAX_ATTEMPTS:
             message = "Processing the file was interrupted too many times."
-            await self._finish(job, worker_id, "failed", _error("server_error", message))
+            await self._finish(job, worker_id, FileStatus.FAILED, _error("server_error", message))
             return
         async with self.db.read() as session:
             file = await FileRepository(session, job.project_id).get(job.id)
@@ -112,30 +115,32 @@ class Ingestor:
             if deadline is None or time.monotonic() < deadline:
                 raise  # a timeout of something else (the store): not the file's
             message = f"Processing the file took longer than the server allows ({self.timeout_seconds:g} seconds)."
-            await self._finish(job, worker_id, "failed", _error("server_error", message))
+            await self._finish(job, worker_id, FileStatus.FAILED, _error("server_error", message))
             return
         except FileNotFoundError:
-            await self._finish(job, worker_id, "failed", _error("server_error", "The file's bytes are missing."))
+            await self._finish(
+                job, worker_id, FileStatus.FAILED, _error("server_error", "The file's bytes are missing.")
+            )
             return
         except UnsupportedFile as exc:
-            await self._finish(job, worker_id, "failed", _error("unsupported_file", str(exc)))
+            await self._finish(job, worker_id, FileStatus.FAILED, _error("unsupported_file", str(exc)))
             return
         except InvalidFile as exc:
-            await self._finish(job, worker_id, "failed", _error("invalid_file", str(exc)))
+            await self._finish(job, worker_id, FileStatus.FAILED, _error("invalid_file", str(exc)))
             return
         rows = [
             tables.Chunk(position=i, text=chunk.text, tokens=chunk.tokens, embedding=chunk.embedding)
             for i, chunk in enumerate(chunks)
         ]
         usage = sum(len(row.text.encode()) + len(row.embedding) for row in rows)
-        await self._finish(job, worker_id, "completed", None, rows, usage)
+        await self._finish(job, worker_id, FileStatus.COMPLETED, None, rows, usage)
         log.info("ingested %s into %s: %d chunks", job.id, job.vector_store_id, len(rows))
 
     async def _finish(
         self,
         job: tables.VectorStoreFile,
         worker_id: str,
-        status: str,
+        status: FileStatus,
         error: dict[str, Any] | None,
         rows: list[tables.Chunk] | None = None,
         usage_bytes: int = 0,
@@ -146,7 +151,7 @@ class Ingestor:
                 .where(
                     tables.VectorStoreFile.vector_store_id == job.vector_store_id,
                     tables.VectorStoreFile.id == job.id,
-                    tables.VectorStoreFile.status == "in_progress",
+                    tables.VectorStoreFile.status == FileStatus.IN_PROGRESS,
                     tables.VectorStoreFile.lease_owner == worker_id,
                 )
                 .values(

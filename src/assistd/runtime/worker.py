@@ -16,14 +16,15 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-from assistd.runtime import states
+from assistd import metrics
+from assistd.lifecycle import RunStatus
 from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.services import wire
 from assistd.services.clock import now
 from assistd.store.database import is_unavailable
 from assistd.store.queue import RunQueue
-from assistd.store.repositories import RunRepository, RunStepRepository
+from assistd.store.repositories import RunRepository
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +116,10 @@ class Worker:
         for run in await self.queue.overdue_actions(moment):
             async with self.executor.db.write() as session:
                 runs = RunRepository(session, run.project_id)
-                if not await runs.transition(
-                    run.id, states.sources_of("expired") & {"requires_action"}, status="expired", required_action=None
+                if not await runs.end(
+                    run.id, RunStatus.EXPIRED, moment, sources={RunStatus.REQUIRES_ACTION}, required_action=None
                 ):
                     continue
-                for step in await RunStepRepository(session, run.project_id).for_run(run.id):
-                    if step.status == "in_progress":
-                        step.status, step.expired_at = "expired", moment
                 expired = await runs.get(run.id)
+            metrics.observe_run_end(RunStatus.EXPIRED, run.created_at, time.time())
             self.executor.bus.publish(run.id, "thread.run.expired", wire.run(expired))

@@ -28,6 +28,7 @@ from sqlalchemy import func, select, text
 from assistd import metrics
 from assistd.config import Settings
 from assistd.errors import NotFound, RateLimited
+from assistd.lifecycle import ACTIVE_RUN
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.database import Database
@@ -312,9 +313,7 @@ class LimitService:
             if not limit:
                 continue
             count = await session.scalar(
-                select(func.count())
-                .select_from(tables.Run)
-                .where(column == subject, tables.Run.status.in_(tables.ACTIVE_RUN_STATUSES))
+                select(func.count()).select_from(tables.Run).where(column == subject, tables.Run.status.in_(ACTIVE_RUN))
             )
             if count >= limit:
                 if len(self._full) >= MAX_CACHED_SUBJECTS:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.errors import InvalidRequest, NotFound
+from assistd.lifecycle import MessageStatus
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
 from assistd.services.clock import now
@@ -45,7 +46,7 @@ def new_message_row(thread_id: str, body: MessageCreate, created_at: int) -> tab
         content=content_blocks(body.content),
         attachments=to_stored(body.attachments),
         metadata_=body.metadata or {},
-        status="completed",
+        status=MessageStatus.COMPLETED,
     )
 
 

@@ -6,16 +6,18 @@ the events subscribes to the bus before the run is committed, so it cannot miss 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from assistd import metrics
 from assistd.engines.base import GenerationRequest
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
-from assistd.runtime import states
+from assistd.lifecycle import RunStatus, StepStatus, sources_of
 from assistd.runtime.events import Event, EventBus, Subscription
 from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.schemas.threads import ThreadCreate
@@ -77,7 +79,7 @@ class RunService:
             thread_id=thread_id,
             assistant_id=assistant.id,
             created_at=now(),
-            status="queued",
+            status=RunStatus.QUEUED,
             model=model,
             instructions=instructions,
             tools=to_stored(body.tools) if body.tools is not None else assistant.tools,
@@ -277,22 +279,23 @@ class RunService:
             run = await self._require_run(session, principal, thread_id, run_id)
             runs = RunRepository(session, principal.project_id)
             moment = now()
-            if await runs.transition(
+            # queued or waiting for outputs: no worker has it, so it ends here; in progress: its worker ends it
+            ended = await runs.end(
                 run_id,
-                {"queued", "requires_action"},
-                status="cancelled",
+                RunStatus.CANCELLED,
+                moment,
+                sources={RunStatus.QUEUED, RunStatus.REQUIRES_ACTION},
                 cancelled_at=moment,
                 required_action=None,
                 expires_at=None,
-            ):
-                for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
-                    if step.status == "in_progress":
-                        step.status, step.cancelled_at = "cancelled", moment
-            elif not await runs.transition(run_id, {"in_progress"}, status="cancelling"):
+            )
+            if not ended and not await runs.transition(run_id, {RunStatus.IN_PROGRESS}, status=RunStatus.CANCELLING):
                 raise InvalidRequest(
                     f"Cannot cancel run with status '{run.status}'.", param="run_id", code="run_not_active"
                 )
             await session.refresh(run)
+        if ended:
+            metrics.observe_run_end(RunStatus.CANCELLED, run.created_at, time.time())
         self.bus.publish(run.id, f"thread.run.{run.status}", wire.run(run))
         return wire.run(run)
 
@@ -308,7 +311,7 @@ class RunService:
     ) -> Started:
         async with self.db.write() as session:
             run = await self._require_run(session, principal, thread_id, run_id)
-            if run.status != "requires_action":
+            if run.status != RunStatus.REQUIRES_ACTION:
                 raise InvalidRequest(
                     f"Runs in status '{run.status}' do not accept tool outputs.",
                     param="run_id",
@@ -328,19 +331,19 @@ class RunService:
                 )
             outputs = {output.tool_call_id: output.output for output in body.tool_outputs}
             for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
-                if step.type == "tool_calls" and step.status == "in_progress":
+                if step.type == "tool_calls" and step.status == StepStatus.IN_PROGRESS:
                     calls = [
                         {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
                         for call in step.step_details["tool_calls"]
                     ]
                     step.step_details = {"type": "tool_calls", "tool_calls": calls}
-                    step.status, step.completed_at = "completed", now()
+                    step.status, step.completed_at = StepStatus.COMPLETED, now()
             runs = RunRepository(session, principal.project_id)
             # a fresh job: its attempts count interruptions of this leg, not the tool rounds before it
             if not await runs.transition(
                 run_id,
-                states.sources_of("queued"),
-                status="queued",
+                sources_of(RunStatus.QUEUED),
+                status=RunStatus.QUEUED,
                 required_action=None,
                 expires_at=None,
                 attempts=0,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.errors import InvalidRequest, NotFound
+from assistd.lifecycle import FileStatus
 from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile, extract_text
 from assistd.retrieval.search import Hit, Retriever, Weights
 from assistd.schemas.common import ToolResources
@@ -80,7 +81,7 @@ async def add_files(
         if fresh:
             row = tables.VectorStoreFile(vector_store_id=store_id, id=entry.file_id)
         row.created_at = now()
-        row.status, row.last_error, row.usage_bytes = "in_progress", None, 0
+        row.status, row.last_error, row.usage_bytes = FileStatus.IN_PROGRESS, None, 0
         row.attributes = entry.attributes
         row.chunking_strategy = resolve_chunking(entry.chunking_strategy)
         row.batch_id = batch_id
@@ -378,7 +379,7 @@ class VectorStoreService:
             await self._store(session, principal, store_id)
             row = await self._batch(session, principal, store_id, batch_id)
             counts = await VectorStoreFileRepository(session, principal.project_id).counts(store_id, batch_id)
-            if not counts["in_progress"] and row.cancelled_at is None:
+            if not counts[FileStatus.IN_PROGRESS] and row.cancelled_at is None:
                 raise InvalidRequest("This file batch has already finished; it cannot be cancelled.")
             row.cancelled_at = row.cancelled_at or now()
             await VectorStoreFileRepository(session, principal.project_id).cancel_batch(store_id, batch_id)

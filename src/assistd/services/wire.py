@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from assistd.lifecycle import FileStatus, VectorStoreStatus
 from assistd.retrieval.search import Hit
 from assistd.store import tables
 
@@ -159,11 +160,11 @@ def vector_store_expires_at(row: tables.VectorStore) -> int | None:
 def vector_store(row: tables.VectorStore, file_counts: dict[str, int], usage_bytes: int, moment: int) -> dict[str, Any]:
     expires_at = vector_store_expires_at(row)
     if expires_at is not None and expires_at <= moment:
-        status = "expired"
-    elif file_counts["in_progress"]:
-        status = "in_progress"
+        status = VectorStoreStatus.EXPIRED
+    elif file_counts[FileStatus.IN_PROGRESS]:
+        status = VectorStoreStatus.IN_PROGRESS
     else:
-        status = "completed"
+        status = VectorStoreStatus.COMPLETED
     shown: dict[str, Any] = {
         "id": row.id,
         "object": "vector_store",
@@ -197,14 +198,14 @@ def vector_store_file(row: tables.VectorStoreFile) -> dict[str, Any]:
 
 
 def file_batch(row: tables.VectorStoreFileBatch, file_counts: dict[str, int]) -> dict[str, Any]:
-    if file_counts["in_progress"]:
-        status = "in_progress"
+    if file_counts[FileStatus.IN_PROGRESS]:
+        status = FileStatus.IN_PROGRESS
     elif row.cancelled_at is not None:
-        status = "cancelled"
-    elif file_counts["total"] and file_counts["failed"] == file_counts["total"]:
-        status = "failed"
+        status = FileStatus.CANCELLED
+    elif file_counts["total"] and file_counts[FileStatus.FAILED] == file_counts["total"]:
+        status = FileStatus.FAILED
     else:
-        status = "completed"
+        status = FileStatus.COMPLETED
     return {
         "id": row.id,
         "object": "vector_store.files_batch",

@@ -20,11 +20,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, inspect, or_, select, update
 
+from assistd.lifecycle import CLAIMABLE_RUN, LEASED_RUN, FileStatus, RunStatus
 from assistd.store import tables
 from assistd.store.database import Database
-
-CLAIMABLE = ("queued", "cancelling")
-LEASED = ("queued", "in_progress", "cancelling")  # statuses in which a run's live lease means a worker has it
 
 Job = TypeVar("Job", tables.Run, tables.VectorStoreFile)
 
@@ -98,11 +96,11 @@ class RunQueue(_FairQueue):
         """Take a run that is waiting, handed back by a worker that stopped, or whose lease another worker let run
         out, of the project whose turn it is; None when there is none."""
         not_mine = or_(tables.Run.lease_owner.is_(None), tables.Run.lease_owner != worker_id)  # NULL != x is NULL
-        waiting = or_(tables.Run.status.in_(CLAIMABLE), and_(tables.Run.status == "in_progress", not_mine))
+        waiting = or_(tables.Run.status.in_(CLAIMABLE_RUN), and_(tables.Run.status == RunStatus.IN_PROGRESS, not_mine))
         return await self._claim(
             tables.Run,
             waiting,
-            tables.Run.status.in_(LEASED),
+            tables.Run.status.in_(LEASED_RUN),
             (tables.Run.id,),
             lambda run: (tables.Run.id == run.id,),
             worker_id,
@@ -132,7 +130,7 @@ class RunQueue(_FairQueue):
         """Runs whose tool outputs were due before `now`."""
         async with self.db.read() as session:
             rows = await session.scalars(
-                select(tables.Run).where(tables.Run.status == "requires_action", tables.Run.expires_at < now)
+                select(tables.Run).where(tables.Run.status == RunStatus.REQUIRES_ACTION, tables.Run.expires_at < now)
             )
             return list(rows.all())
 
@@ -154,7 +152,7 @@ class IngestQueue(_FairQueue):
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
         """Take the file that has waited longest of the project whose turn it is; None when there is none."""
-        in_progress = tables.VectorStoreFile.status == "in_progress"
+        in_progress = tables.VectorStoreFile.status == FileStatus.IN_PROGRESS
         return await self._claim(
             tables.VectorStoreFile,
             in_progress,
@@ -179,10 +177,14 @@ class IngestQueue(_FairQueue):
 async def waiting_jobs(db: Database) -> dict[str, int]:
     """How many jobs of each queue wait for a worker: runs queued, and files to ingest that no worker holds."""
     async with db.read() as session:
-        runs = await session.scalar(select(func.count()).select_from(tables.Run).where(tables.Run.status == "queued"))
+        runs = await session.scalar(
+            select(func.count()).select_from(tables.Run).where(tables.Run.status == RunStatus.QUEUED)
+        )
         files = await session.scalar(
             select(func.count())
             .select_from(tables.VectorStoreFile)
-            .where(tables.VectorStoreFile.status == "in_progress", tables.VectorStoreFile.lease_owner.is_(None))
+            .where(
+                tables.VectorStoreFile.status == FileStatus.IN_PROGRESS, tables.VectorStoreFile.lease_owner.is_(None)
+            )
         )
     return {"runs": runs or 0, "ingestion": files or 0}

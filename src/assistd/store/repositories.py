@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistd import lifecycle
+from assistd.lifecycle import ACTIVE_RUN, STEP_ENDING, FileStatus, RunStatus, StepStatus
 from assistd.retrieval.index_pg import write_windows
 from assistd.store import tables
 from assistd.store.pagination import Page, PageRequest, fetch_page
@@ -152,9 +154,30 @@ class RunRepository(ScopedRepository[tables.Run]):
         )
         return result.rowcount == 1
 
+    async def end(
+        self, run_id: str, status: RunStatus, moment: int, *, sources: Iterable[str] | None = None, **values: Any
+    ) -> bool:
+        """End a run in `status` (cancelled, expired, failed) from one of `sources` (default: every status that
+        may lead there), with its unfinished steps (lifecycle.STEP_ENDING) at `moment`. False if the run was
+        not in a source status; then nothing changed."""
+        ended = lifecycle.sources_of(status) if sources is None else sources
+        if not await self.transition(run_id, ended, status=status, **values):
+            return False
+        step_status, ended_at = STEP_ENDING[status]
+        await self.session.execute(
+            update(tables.RunStep)
+            .where(
+                tables.RunStep.project_id == self.project_id,
+                tables.RunStep.run_id == run_id,
+                tables.RunStep.status == StepStatus.IN_PROGRESS,
+            )
+            .values(status=step_status, **{ended_at: moment})
+        )
+        return True
+
     async def active_for_thread(self, thread_id: str) -> tables.Run | None:
         return await self.session.scalar(
-            self._select(tables.Run.thread_id == thread_id, tables.Run.status.in_(tables.ACTIVE_RUN_STATUSES))
+            self._select(tables.Run.thread_id == thread_id, tables.Run.status.in_(ACTIVE_RUN))
         )
 
 
@@ -249,7 +272,7 @@ class VectorStoreRepository(ScopedRepository[tables.VectorStore]):
 
 
 def _status_counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
-    counts = {"in_progress": 0, "completed": 0, "failed": 0, "cancelled": 0}
+    counts = dict.fromkeys(FileStatus, 0)
     for status, count in rows:
         counts[status] = count
     counts["total"] = sum(counts.values())
@@ -301,9 +324,9 @@ class VectorStoreFileRepository(ScopedRepository[tables.VectorStoreFile]):
                 tables.VectorStoreFile.project_id == self.project_id,
                 tables.VectorStoreFile.vector_store_id == store_id,
                 tables.VectorStoreFile.batch_id == batch_id,
-                tables.VectorStoreFile.status == "in_progress",
+                tables.VectorStoreFile.status == FileStatus.IN_PROGRESS,
             )
-            .values(status="cancelled", lease_owner=None, lease_expires_at=None)
+            .values(status=FileStatus.CANCELLED, lease_owner=None, lease_expires_at=None)
         )
 
 

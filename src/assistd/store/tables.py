@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from assistd.lifecycle import ACTIVE_RUN
+
 ID = String(64)
 
 
@@ -124,8 +126,7 @@ class Message(Base):
     incomplete_details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
-ACTIVE_RUN_STATUSES = ("queued", "in_progress", "requires_action", "cancelling")
-_ACTIVE_RUN = text(f"status IN ({', '.join(repr(status) for status in ACTIVE_RUN_STATUSES)})")
+_ACTIVE_RUN = text(f"status IN ({', '.join(repr(str(status)) for status in ACTIVE_RUN)})")
 
 
 class Run(Base):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from assistd.lifecycle import FileStatus
 from assistd.retrieval.search import Hit, Retriever
 from assistd.retrieval.words import content_words
 from assistd.services import wire
@@ -186,7 +187,7 @@ class FileSearch:
                 found = await VectorStoreRepository(session, project_id).get_many(wanted)
                 stores = [s for s in found if (wire.vector_store_expires_at(s) or moment + 1) > moment]
                 files = VectorStoreFileRepository(session, project_id)
-                busy = [s for s in stores if (await files.counts(s.id))["in_progress"]]
+                busy = [s for s in stores if (await files.counts(s.id))[FileStatus.IN_PROGRESS]]
             if not busy or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(INGESTION_POLL_SECONDS)
