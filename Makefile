@@ -55,6 +55,7 @@ test: install lint services node-sdk
 lint: install
 	$(BIN)/ruff check src tests bench examples deploy
 	$(BIN)/ruff format --check src tests bench examples deploy
+	$(BIN)/lint-imports
 
 ## Run the benchmarks (ratios measured side by side in one run).
 bench: install services

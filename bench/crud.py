@@ -36,10 +36,10 @@ import openai
 from _server import Server, checked, exit_with, percentile, running_server, verdict
 from sqlalchemy import Engine, create_engine, insert, select
 
+from assistd.ids import new_id
 from assistd.services.clock import now
 from assistd.services.messages import content_blocks
 from assistd.store import tables
-from assistd.store.ids import new_id
 
 PAGE = 20
 THROUGHPUT_GOAL = 0.5

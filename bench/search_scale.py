@@ -34,9 +34,9 @@ import openai
 from _server import Server, exit_with, percentile, running_server, verdict
 from sqlalchemy import create_engine, insert, select, update
 
+from assistd.ids import new_id
 from assistd.services.clock import now
 from assistd.store import tables
-from assistd.store.ids import new_id
 
 CORPUS = Path(__file__).parent / "corpus"
 DIMENSIONS = 384

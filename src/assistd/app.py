@@ -25,6 +25,7 @@ from assistd.api.disconnect import AbandonOnDisconnect
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.api.responses import JSONResponse
 from assistd.config import Settings
+from assistd.engines.base import SchemaBounds
 from assistd.engines.registry import ConfigError, ModelRegistry, load_config
 from assistd.errors import AssistdError
 from assistd.runtime.components import Components
@@ -42,7 +43,13 @@ def load_registry(settings: Settings) -> ModelRegistry:
         created=now(),
         openai_aliases=settings.openai_aliases,
         embedding_model=settings.embedding_model,
-        schema_bounds=settings.schema_bounds,
+        schema_bounds=SchemaBounds(
+            max_depth=settings.schema_max_depth,
+            max_repetition=settings.schema_max_repetition,
+            max_enum_values=settings.schema_max_enum_values,
+            max_subschemas=settings.schema_max_subschemas,
+            max_grammar_characters=settings.schema_max_grammar_characters,
+        ),
     )
     try:
         registry.embedding(settings.embedding_model)

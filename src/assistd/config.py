@@ -11,8 +11,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from assistd.engines.base import SchemaBounds
-
 
 class Settings(BaseSettings):
     """Server settings. Each field `x` is set by the environment variable `ASSISTD_X`."""
@@ -174,17 +172,6 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'assistd.db').resolve()}"
-
-    @property
-    def schema_bounds(self) -> SchemaBounds:
-        """The bounds local engines hold request schemas to."""
-        return SchemaBounds(
-            max_depth=self.schema_max_depth,
-            max_repetition=self.schema_max_repetition,
-            max_enum_values=self.schema_max_enum_values,
-            max_subschemas=self.schema_max_subschemas,
-            max_grammar_characters=self.schema_max_grammar_characters,
-        )
 
     @property
     def resolved_files_dir(self) -> Path:

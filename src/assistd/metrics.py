@@ -22,8 +22,6 @@ from prometheus_client import (
     multiprocess,
 )
 
-from assistd.engines.base import Usage
-
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 REQUESTS = Counter("assistd_http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
@@ -61,10 +59,10 @@ TOKENS_PER_SECOND = Histogram(
 )
 
 
-def count_tokens(kind: str, model: str, usage: Usage) -> None:
-    TOKENS.labels(kind, model, "prompt").inc(usage.prompt_tokens)
-    TOKENS.labels(kind, model, "cached").inc(usage.cached_tokens)
-    TOKENS.labels(kind, model, "completion").inc(usage.completion_tokens)
+def count_tokens(kind: str, model: str, prompt: int, cached: int, completion: int) -> None:
+    TOKENS.labels(kind, model, "prompt").inc(prompt)
+    TOKENS.labels(kind, model, "cached").inc(cached)
+    TOKENS.labels(kind, model, "completion").inc(completion)
 
 
 def observe_generation(model: str, completion_tokens: int, seconds: float) -> None:

@@ -16,6 +16,7 @@ from alembic import command
 from sqlalchemy import bindparam, select, text
 
 from assistd.engines.onnx_embeddings import OnnxEmbeddingEngine
+from assistd.ids import new_id
 from assistd.retrieval import index_pg
 from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.index_pg import PgTextIndex, PgVectorIndex
@@ -29,7 +30,6 @@ from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.migrate import alembic_config, upgrade
 from assistd.store.queue import IngestQueue
 from assistd.store.repositories import FileRepository

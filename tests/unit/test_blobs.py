@@ -13,12 +13,12 @@ import pytest
 from sqlalchemy import func, select
 
 from assistd.config import Settings
+from assistd.ids import new_id
 from assistd.services.clock import now
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore, open_blob_store
 from assistd.store.database import Database
 from assistd.store.database_blobs import DatabaseBlobStore
-from assistd.store.ids import new_id
 from assistd.store.migrate import upgrade
 from assistd.store.repositories import FileRepository
 

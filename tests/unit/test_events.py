@@ -19,6 +19,7 @@ from sqlalchemy import select
 from assistd.api import sse
 from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
+from assistd.ids import new_id
 from assistd.runtime import events as events_module
 from assistd.runtime.events import Event, LocalEventBus, PollingEventBus, RedisEventBus, Subscription
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
@@ -29,7 +30,6 @@ from assistd.services.principal import Principal
 from assistd.services.runs import RunService
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.migrate import upgrade
 from assistd.store.queue import RunQueue
 from deploy.localcluster import Redis, free_port

@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from assistd.engines.base import Chunk, Usage
 from assistd.engines.registry import ModelRegistry
+from assistd.ids import new_id
 from assistd.retrieval.chunking import TokenChunker
 from assistd.runtime.events import LocalEventBus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
@@ -20,7 +21,6 @@ from assistd.services.clock import now
 from assistd.store import tables
 from assistd.store.blobs import LocalBlobStore
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.migrate import upgrade
 from assistd.store.queue import IngestQueue, RunQueue
 from tests.unit.test_ingestion import CountingEmbedder, _file, _project, _queue

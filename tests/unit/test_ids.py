@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistd.store import ids
+from assistd import ids
 
 
 def test_shape_and_prefix() -> None:

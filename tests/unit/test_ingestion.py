@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from assistd.engines.base import Embeddings
+from assistd.ids import new_id
 from assistd.retrieval.chunking import TokenChunker
 from assistd.runtime.ingestion import MAX_ATTEMPTS, Ingestor
 from assistd.schemas.vector_stores import VectorStoreFileCreate
@@ -20,7 +21,6 @@ from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.migrate import upgrade
 from assistd.store.queue import IngestQueue
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from sqlalchemy import select
 
+from assistd.ids import new_id
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import PageRequest, fetch_page
 
 

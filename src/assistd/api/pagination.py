@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from fastapi import Query
 
+from assistd import ids
 from assistd.errors import InvalidRequest
-from assistd.store import ids
 from assistd.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest
 
 

@@ -27,7 +27,7 @@ from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
 from assistd.engines.prompting import function_specs, template_messages
 from assistd.errors import InvalidRequest
-from assistd.store.ids import new_id
+from assistd.ids import new_id
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,12 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 
-import numpy as np
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.retrieval.index_sqlite import affordable_terms, query_terms
 from assistd.retrieval.vectors import VectorIndex
-from assistd.store import tables
+from assistd.store.chunk_windows import has_windows, vector_literal
 from assistd.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -50,11 +49,6 @@ WINDOWS_PER_CHUNK = 4  # a default chunk (800 tokens) spans 4 windows; fetch tha
 # pgvector's maximum (default 40): over 300,000 windows it took no more time than 200 and raised recall@10
 # against exact search from 0.62 to 0.77 (replicated benchmark vectors, a hard case)
 EF_SEARCH = 1000
-PGVECTOR_READY = (
-    "SELECT to_regclass('chunk_windows') IS NOT NULL AND coalesce("
-    "(SELECT string_to_array(split_part(extversion, '-', 1), '.')::int[] >= '{0,8}' "
-    "FROM pg_extension WHERE extname = 'vector'), false)"
-)
 # per search: enough candidates from HNSW, more of them under a filter (iterative scans), and plans made for the
 # actual stores and files (a generic plan does not know how many windows they hold)
 SEARCH_SETTINGS = (
@@ -83,42 +77,6 @@ HNSW_LOCK_ID = 0x68_6E_73_77  # advisory lock: processes starting together make 
 def tsquery(terms: Sequence[str]) -> str:
     """A `to_tsquery('simple', ...)` input: the words (of query_terms: letters and digits only), quoted, OR-ed."""
     return " | ".join(f"'{term}'" for term in terms)
-
-
-def vector_literal(values: Sequence[float] | np.ndarray) -> str:
-    """pgvector's text form of a vector."""
-    return "[" + ",".join(map(str, np.asarray(values, dtype=np.float32).tolist())) + "]"
-
-
-async def has_windows(session: AsyncSession) -> bool:
-    """Whether this database keeps embedding windows in pgvector (PostgreSQL with pgvector 0.8 or later)."""
-    if session.bind.dialect.name != "postgresql":
-        return False
-    return bool(await session.scalar(text(PGVECTOR_READY)))
-
-
-async def write_windows(session: AsyncSession, rows: Sequence[tables.Chunk], dimensions: int) -> None:
-    """One `chunk_windows` row per window of each (flushed) chunk's embedding, where this database has them."""
-    if not rows or not await has_windows(session):
-        return
-    params = [
-        {
-            "chunk": row.id,
-            "position": i,
-            "store": row.vector_store_id,
-            "file": row.file_id,
-            "embedding": vector_literal(window),
-        }
-        for row in rows
-        for i, window in enumerate(np.frombuffer(row.embedding, dtype=np.float32).reshape(-1, dimensions))
-    ]
-    await session.execute(
-        text(
-            "INSERT INTO chunk_windows (chunk_id, position, vector_store_id, file_id, embedding) "
-            "VALUES (:chunk, :position, :store, :file, CAST(:embedding AS vector))"
-        ),
-        params,
-    )
 
 
 class PgTextIndex:

@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assistd import metrics
-from assistd.apps import languages
+from assistd import languages, metrics
 from assistd.apps.condense import condense
 from assistd.apps.presets import APP_KEY, PRESETS, SUMMARIZER, TRANSLATOR
 from assistd.apps.translate import ProtectedTranslation
@@ -26,6 +25,7 @@ from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
+from assistd.ids import new_id
 from assistd.lifecycle import STEP_ENDED_AT, TERMINAL_RUN, MessageStatus, RunStatus, StepStatus, sources_of
 from assistd.retrieval.search import Hit
 from assistd.runtime.events import EventBus
@@ -35,7 +35,6 @@ from assistd.services.principal import Principal
 from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
 from assistd.store.database import Database, is_unavailable
-from assistd.store.ids import new_id
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search

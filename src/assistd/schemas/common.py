@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from assistd.apps import languages
+from assistd import languages
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistd.errors import NotFound
+from assistd.ids import new_id
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.services import wire
 from assistd.services.clock import now
@@ -15,7 +16,6 @@ from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import AssistantRepository
 

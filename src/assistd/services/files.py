@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
+from assistd.ids import new_id
 from assistd.schemas.common import require_storable
 from assistd.schemas.files import PURPOSES, FileExpiresAfter
 from assistd.services import wire
@@ -19,7 +20,6 @@ from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import FileRepository
 

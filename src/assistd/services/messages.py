@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.errors import InvalidRequest, NotFound
+from assistd.ids import new_id
 from assistd.lifecycle import MessageStatus
 from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services import wire
@@ -18,7 +19,6 @@ from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import MessageRepository, RunRepository, ThreadRepository
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from assistd.errors import Conflict, InvalidRequest, NotFound
+from assistd.ids import new_id
 from assistd.services.clock import now
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.repositories import ProjectRepository
 
 KEY_PREFIX = "sk-"

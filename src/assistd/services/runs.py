@@ -17,6 +17,7 @@ from assistd import metrics
 from assistd.engines.base import GenerationRequest
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
+from assistd.ids import new_id
 from assistd.lifecycle import RunStatus, StepStatus, sources_of
 from assistd.runtime.events import Event, EventBus, Subscription
 from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
@@ -31,7 +32,6 @@ from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import index_attachments, resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import (
     AssistantRepository,

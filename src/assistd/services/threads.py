@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from assistd.errors import NotFound
+from assistd.ids import new_id
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
 from assistd.services import wire
 from assistd.services.clock import now
@@ -15,7 +16,6 @@ from assistd.services.principal import Principal
 from assistd.services.vector_stores import index_attachments, resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.repositories import MessageRepository, ThreadRepository
 
 

@@ -70,7 +70,7 @@ class UsageService:
 
     async def charge(self, principal: Principal, kind: str, model: str, usage: Usage) -> None:
         """Take the tokens from the buckets and count them (the record was written by the caller)."""
-        metrics.count_tokens(kind, model, usage)
+        metrics.count_tokens(kind, model, usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens)
         if self.limits is not None:
             await self.limits.spend_tokens(principal, usage.total_tokens)
 

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.errors import InvalidRequest, NotFound
+from assistd.ids import new_id
 from assistd.lifecycle import FileStatus
 from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile, extract_text
 from assistd.retrieval.search import Hit, Retriever, Weights
@@ -38,7 +39,6 @@ from assistd.services.serialize import to_stored
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
-from assistd.store.ids import new_id
 from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import (
     FileBatchRepository,

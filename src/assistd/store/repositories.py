@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd import lifecycle
 from assistd.lifecycle import ACTIVE_RUN, STEP_ENDING, FileStatus, RunStatus, StepStatus
-from assistd.retrieval.index_pg import write_windows
 from assistd.store import tables
+from assistd.store.chunk_windows import write_windows
 from assistd.store.pagination import Page, PageRequest, fetch_page
 
 Row = TypeVar(
