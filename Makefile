@@ -56,6 +56,7 @@ lint: install
 	$(BIN)/ruff check src tests bench examples deploy
 	$(BIN)/ruff format --check src tests bench examples deploy
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 ## Run the benchmarks (ratios measured side by side in one run).
 bench: install services

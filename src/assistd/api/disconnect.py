@@ -57,7 +57,7 @@ class AbandonOnDisconnect:
                 pass
             gone.set()
 
-        handler = asyncio.create_task(self.app(scope, receive_body, send_noting_the_end))
+        handler = asyncio.ensure_future(self.app(scope, receive_body, send_noting_the_end))
         watcher = asyncio.create_task(listen())
         try:
             await asyncio.wait((handler, watcher), return_when=asyncio.FIRST_COMPLETED)

@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
 from assistd.api.pagination import list_envelope, page_params
 from assistd.errors import InvalidRequest
-from assistd.schemas.files import FileExpiresAfter, FilePurpose
+from assistd.schemas.files import PURPOSES, FileExpiresAfter, FilePurpose
 from assistd.store.pagination import PageRequest
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -34,7 +34,7 @@ MAX_FORM_FIELDS = 8
                         "required": ["file", "purpose"],
                         "properties": {
                             "file": {"type": "string", "format": "binary"},
-                            "purpose": {"type": "string", "enum": list(FilePurpose.__args__)},
+                            "purpose": {"type": "string", "enum": list(PURPOSES)},
                         },
                     }
                 }

@@ -85,7 +85,9 @@ async def retrieve_run(
 
 
 @router.post("/v1/threads/{thread_id}/runs/{run_id}")
-async def modify_run(thread_id: str, run_id: str, body: RunUpdate, caller: Caller, services: ServicesDep) -> dict:
+async def modify_run(
+    thread_id: str, run_id: str, body: RunUpdate, caller: Caller, services: ServicesDep
+) -> dict[str, Any]:
     return await services.runs.modify(caller, thread_id, run_id, body.metadata)
 
 

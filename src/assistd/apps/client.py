@@ -60,8 +60,8 @@ def ask(
         reason = run.incomplete_details.reason if run.incomplete_details else "unknown"
         write(f"\n[cut off: {reason}]")
     elif run.status != "completed":
-        reason = run.last_error.message if run.last_error else run.status
-        raise RuntimeError(f"the run ended {run.status}: {reason}")
+        error = run.last_error.message if run.last_error else run.status
+        raise RuntimeError(f"the run ended {run.status}: {error}")
     return messages[-1] if messages else None
 
 

@@ -34,7 +34,9 @@ def pieces(text: str) -> list[tuple[str, str, str]]:
         elif in_code or not _WORD.search(body):
             result.append((line, "", ""))
         else:
-            prefix = _PREFIX.match(body).group(1)
+            match = _PREFIX.match(body)
+            assert match is not None  # every part of the pattern is optional: it matches every line
+            prefix = match.group(1)
             result.append((prefix, body[len(prefix) :], ending))
     return result
 

@@ -138,7 +138,8 @@ def generation_grammar(
         if tool_choice in (None, "auto"):
             return f"root ::= {calls} | assistd-text\n" + call_rules + _PLAIN_TEXT_RULE, True
         return f"root ::= {calls}\n" + call_rules, True
-    kind = (response_format or {}).get("type")
+    response_format = response_format or {}
+    kind = response_format.get("type")
     if kind == "json_object":
         return schema_grammar(ANY_OBJECT_SCHEMA, bounds=bounds), False
     if kind == "json_schema":

@@ -13,16 +13,16 @@ import contextvars
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import llama_cpp
-from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList
+from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList, llama_types
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from assistd.engines.base import Chunk, GenerationRequest, SchemaBounds, ToolCallDelta, Usage
+from assistd.engines.base import Chunk, FinishReason, GenerationRequest, SchemaBounds, ToolCallDelta, Usage
 from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
 from assistd.engines.prompting import function_specs, template_messages
@@ -81,7 +81,8 @@ class LlamaCppEngine:
         messages = template_messages(
             request.messages or [], request.tools, request.tool_choice, request.parallel_tool_calls
         )
-        return self._formatter(messages=messages).prompt
+        # plain role/content dicts, which is all the template reads (llama_types has a TypedDict for each role)
+        return self._formatter(messages=cast(list[llama_types.ChatCompletionRequestMessage], messages)).prompt
 
     def _surely_too_long(self, request: GenerationRequest) -> str | None:
         """Why the prompt cannot fit the context, known without rendering or tokenizing it (both cost time in
@@ -183,7 +184,7 @@ class LlamaCppEngine:
 
     async def _generate(
         self, prompt: str, max_tokens: int, stops: list[str], grammar_text: str | None, options: dict[str, Any]
-    ) -> AsyncIterator[tuple[str, str | None, int]]:
+    ) -> AsyncIterator[tuple[str, FinishReason | None, int]]:
         """(text piece, finish reason, tokens generated so far) from the worker thread, as they come."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -222,15 +223,19 @@ class LlamaCppEngine:
                 # batches, which shifts the logits slightly, and temperature 0 would stop being repeatable.
                 self._llama.reset()
                 self._abort_prompt_on(cancelled)
-                stream = self._llama.create_completion(
-                    prompt,
-                    max_tokens=max_tokens,
-                    stop=stops,
-                    stream=True,
-                    grammar=grammar,
-                    stopping_criteria=StoppingCriteriaList([count_and_check]),
-                    logits_processor=LogitsProcessorList([prompt_evaluated, never_empty]),
-                    **options,
+                # stream=True: an iterator of chunks (create_completion's annotation is not overloaded on `stream`)
+                stream = cast(
+                    Iterator[llama_types.CreateCompletionStreamResponse],
+                    self._llama.create_completion(
+                        prompt,
+                        max_tokens=max_tokens,
+                        stop=stops,
+                        stream=True,
+                        grammar=grammar,
+                        stopping_criteria=StoppingCriteriaList([count_and_check]),
+                        logits_processor=LogitsProcessorList([prompt_evaluated, never_empty]),
+                        **options,
+                    ),
                 )
                 for part in stream:
                     choice = part["choices"][0]
@@ -273,17 +278,21 @@ class LlamaCppEngine:
         cancelled = self._prompt_cancelled
         return cancelled is not None and cancelled.is_set()
 
-    async def _as_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
-        finish, generated = "stop", 0
+    async def _as_text(self, pieces: AsyncIterator[tuple[str, FinishReason | None, int]], prompt_tokens: int):
+        finish: FinishReason = "stop"
+        generated = 0
         async for text, reason, so_far in pieces:
             if text:
                 yield Chunk(text=text)
             finish, generated = reason or finish, so_far
         yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
 
-    async def _as_tool_call_or_text(self, pieces: AsyncIterator[tuple[str, str | None, int]], prompt_tokens: int):
+    async def _as_tool_call_or_text(
+        self, pieces: AsyncIterator[tuple[str, FinishReason | None, int]], prompt_tokens: int
+    ):
         """Text streams through; output that opens with "{" or "[" is a call, or an array of calls (the grammar saw
         to it), and is sent whole."""
+        finish: FinishReason
         buffered, is_call, finish, generated = "", None, "stop", 0
         async for text, reason, so_far in pieces:
             finish, generated = reason or finish, so_far

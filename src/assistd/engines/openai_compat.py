@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -85,7 +85,7 @@ class _Upstream:
         except ValueError as exc:
             raise self.malformed("a body that is not JSON") from exc
 
-    async def events(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def events(self, path: str, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """POST `body` and yield the JSON payloads of the server-sent events that answer it, up to `[DONE]`.
 
         Each `data:` line is one payload; comments, blank lines and other fields are skipped. The response is

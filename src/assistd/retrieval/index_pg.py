@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import TextClause, bindparam, text
+from sqlalchemy import BindParameter, TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.retrieval.index_sqlite import affordable_terms, query_terms
@@ -93,7 +93,7 @@ class PgTextIndex:
         terms = query_terms(query)
         if not terms or not vector_store_ids or (file_ids is not None and not file_ids):
             return []
-        binds = [bindparam("stores", expanding=True)]
+        binds: list[BindParameter[object]] = [bindparam("stores", expanding=True)]
         params: dict[str, object] = {"stores": list(vector_store_ids), "limit": limit, "budget": MAX_MATCHES}
         if len(terms) > 1 and await session.scalar(text(STORE_CHUNKS).bindparams(*binds), params) >= MAX_MATCHES:
             terms = affordable_terms(terms, await self._postings(session, terms), MAX_MATCHES)
@@ -113,7 +113,7 @@ class PgTextIndex:
     async def _postings(self, session: AsyncSession, terms: Sequence[str]) -> list[int]:
         """About how many chunks (of every store) hold each term (all 0 before the table has statistics)."""
         rows = await session.execute(text(POSTINGS).bindparams(bindparam("terms", expanding=True)), {"terms": terms})
-        found = dict(rows.all())
+        found: dict[str | None, float] = dict(rows.all())
         rare = found.pop(None, 0) / 2
         return [int(found.get(term, rare)) for term in terms]
 
@@ -150,7 +150,7 @@ class PgVectorIndex:
             "exact": EXACT_WINDOWS,
         }
         by_file = file_ids is not None
-        if by_file:
+        if file_ids is not None:
             params["files"] = list(file_ids)
         async with self.db.read() as session:
             await session.execute(text(SEARCH_SETTINGS), {"ef": str(EF_SEARCH)})
@@ -168,7 +168,9 @@ class PgVectorIndex:
             dimensions=f"vector_dims(w.embedding) = {n}",
             distance=f"w.embedding::vector({n}) <=> CAST(:query AS vector({n}))",
         )
-        binds = [bindparam("stores", expanding=True)] + ([bindparam("files", expanding=True)] if by_file else [])
+        binds: list[BindParameter[object]] = [bindparam("stores", expanding=True)]
+        if by_file:
+            binds.append(bindparam("files", expanding=True))
         return text(sql).bindparams(*binds)
 
     async def _prepared(self) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import BindParameter, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd.retrieval.words import content_words, words
@@ -69,7 +69,7 @@ class SqliteTextIndex:
             "WHERE chunks_fts MATCH :expression AND c.vector_store_id IN :stores"
         )
         params: dict[str, object] = {"expression": expression, "stores": list(vector_store_ids), "limit": limit}
-        binds = [bindparam("stores", expanding=True)]
+        binds: list[BindParameter[object]] = [bindparam("stores", expanding=True)]
         if file_ids is not None:
             sql += " AND c.file_id IN :files"
             params["files"] = list(file_ids)
@@ -83,5 +83,5 @@ class SqliteTextIndex:
             f"SELECT {i}, count(*) FROM chunks_fts WHERE chunks_fts MATCH :t{i}" for i in range(len(terms))
         )
         rows = (await session.execute(text(counts), {f"t{i}": f'"{term}"' for i, term in enumerate(terms)})).all()
-        found = dict(rows)
+        found: dict[int, int] = dict(rows)
         return [found.get(i, 0) for i in range(len(terms))]

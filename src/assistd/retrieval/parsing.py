@@ -159,11 +159,11 @@ def _decode_text(data: bytes, limit: int, declared: str | None = None) -> str:
     if b"\x00" in data:
         raise InvalidFile("the file looks binary, not text (it contains NUL bytes)")
     text = ""
-    for codec in (_charset(declared), "cp1252", "latin-1"):
-        if codec is None:
+    for fallback in (_charset(declared), "cp1252", "latin-1"):
+        if fallback is None:
             continue
         try:
-            text = data.decode(codec)
+            text = data.decode(fallback)
         except UnicodeError:  # UnicodeDecodeError, and the plain UnicodeError of codecs such as "undefined"
             continue
         if not _SURROGATE.search(text):

@@ -20,8 +20,12 @@ from assistd.store.database import Database
 Named = tuple[str, dict[str, Any]]
 _STEP_ENDS = tuple(STEP_ENDED_AT.values())
 _MESSAGE_ENDS = ("completed_at", "incomplete_at", "incomplete_details")
-_UNFINISHED_STEP = {"status": StepStatus.IN_PROGRESS, **dict.fromkeys(_STEP_ENDS)}
-_UNFINISHED_MESSAGE = {"status": MessageStatus.IN_PROGRESS, "content": [], **dict.fromkeys(_MESSAGE_ENDS)}
+_UNFINISHED_STEP: dict[str, Any] = {"status": StepStatus.IN_PROGRESS, **dict.fromkeys(_STEP_ENDS)}
+_UNFINISHED_MESSAGE: dict[str, Any] = {
+    "status": MessageStatus.IN_PROGRESS,
+    "content": [],
+    **dict.fromkeys(_MESSAGE_ENDS),
+}
 
 
 def _run_state(shown: dict[str, Any]) -> tuple[str, Any]:

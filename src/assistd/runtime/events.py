@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -208,7 +208,8 @@ class _RedisSubscription(_ReplaySubscription):
         if self._last_id is None:
             return await super()._fetch()
         try:
-            reply = await self._redis.xread({self._key: self._last_id}, block=READ_BLOCK_MS)
+            # redis-py annotates the replies of every protocol; _client speaks RESP2: [[key, [(id, fields), ...]]]
+            reply = cast(list[list[Any]], await self._redis.xread({self._key: self._last_id}, block=READ_BLOCK_MS))
         except (RedisError, OSError) as exc:
             log.warning("run %s: Redis failed (%s); its events now come from the store", self._replay.run_id, exc)
             self._last_id = None
@@ -275,7 +276,8 @@ class RedisEventBus(EventBus):
         except (RedisError, OSError) as exc:
             log.warning("run %s: Redis failed (%s); its events come from the store", run_id, exc)
             return _RedisSubscription(replay, self._reader, key, None)
-        return _RedisSubscription(replay, self._reader, key, last[0][0] if last else "0-0")
+        # an entry's id is never None in a reply, and is str with decode_responses (see _client)
+        return _RedisSubscription(replay, self._reader, key, cast(str, last[0][0]) if last else "0-0")
 
     async def close(self) -> None:
         """Send what was published (for a while), then disconnect."""

@@ -29,7 +29,7 @@ from assistd.retrieval.ingest import Progress, prepare
 from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
-from assistd.store.database import Database
+from assistd.store.database import Database, execute_dml
 from assistd.store.queue import IngestQueue, expired_files
 from assistd.store.repositories import ChunkRepository, FileRepository
 
@@ -146,7 +146,8 @@ class Ingestor:
         usage_bytes: int = 0,
     ) -> None:
         async with self.db.write() as session:
-            result = await session.execute(
+            result = await execute_dml(
+                session,
                 update(tables.VectorStoreFile)
                 .where(
                     tables.VectorStoreFile.vector_store_id == job.vector_store_id,
@@ -156,7 +157,7 @@ class Ingestor:
                 )
                 .values(
                     status=status, last_error=error, usage_bytes=usage_bytes, lease_owner=None, lease_expires_at=None
-                )
+                ),
             )
             if result.rowcount != 1:
                 return  # cancelled, removed or taken over meanwhile: leave it as it is now

@@ -121,5 +121,6 @@ class Worker:
                 ):
                     continue
                 expired = await runs.get(run.id)
+                assert expired is not None  # ended just now, in this transaction
             metrics.observe_run_end(RunStatus.EXPIRED, run.created_at, time.time())
             self.executor.bus.publish(run.id, "thread.run.expired", wire.run(expired))

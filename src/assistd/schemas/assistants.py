@@ -37,7 +37,6 @@ class AssistantCreate(RequestModel):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
     response_language: ResponseLanguage = None
-    response_language: ResponseLanguage = None
 
 
 class AssistantUpdate(RequestModel):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
 from assistd.schemas.common import RequestModel
 
 FilePurpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
-PURPOSES: tuple[str, ...] = FilePurpose.__args__
+PURPOSES: tuple[str, ...] = get_args(FilePurpose)
 
 
 class FileExpiresAfter(RequestModel):

@@ -165,7 +165,7 @@ class GenerationService:
         started = time.perf_counter()
         request = self._chat_request(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        base = {
+        base: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk",
             "created": now(),
@@ -244,7 +244,7 @@ class GenerationService:
             collected = Collected()
             async for chunk in engine.stream(request):
                 collected.add(chunk)
-            text = (request.prompt if body.echo else "") + collected.text
+            text = ((request.prompt or "") if body.echo else "") + collected.text
             choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": collected.finish_reason})
             if index % (body.n or 1) == 0:
                 prompt_tokens += collected.usage.prompt_tokens
@@ -268,7 +268,7 @@ class GenerationService:
         started = time.perf_counter()
         requests = self._completion_requests(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        base = {
+        base: dict[str, Any] = {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
             "created": now(),

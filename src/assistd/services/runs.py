@@ -266,7 +266,9 @@ class RunService:
             page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
         return Page([wire.run(row) for row in page.items], page.has_more)
 
-    async def modify(self, principal: Principal, thread_id: str, run_id: str, metadata: dict | None) -> dict[str, Any]:
+    async def modify(
+        self, principal: Principal, thread_id: str, run_id: str, metadata: dict[str, Any] | None
+    ) -> dict[str, Any]:
         async with self.db.write() as session:
             run = await self._require_run(session, principal, thread_id, run_id)
             run.metadata_ = metadata or {}
@@ -317,6 +319,7 @@ class RunService:
                     param="run_id",
                     code="run_not_requires_action",
                 )
+            assert run.required_action is not None  # set whenever a run requires action
             pending = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
             given = [output.tool_call_id for output in body.tool_outputs]
             if sorted(given) != sorted(pending):

@@ -8,6 +8,7 @@ they cannot drift from them.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -78,7 +79,7 @@ async def add_files(
     for entry in entries:
         row = await repository.get_in(store_id, entry.file_id)
         fresh = row is None
-        if fresh:
+        if row is None:
             row = tables.VectorStoreFile(vector_store_id=store_id, id=entry.file_id)
         row.created_at = now()
         row.status, row.last_error, row.usage_bytes = FileStatus.IN_PROGRESS, None, 0
@@ -238,7 +239,7 @@ class VectorStoreService:
         filters: Filter | None = None,
         score_threshold: float = 0.0,
         weights: Weights = Weights(),
-    ) -> list[Hit]:
+    ) -> builtins.list[Hit]:
         """Search the caller's stores (404 for one not theirs, 400 for an expired one); marks them active."""
         moment = now()
         async with self.db.write() as session:

@@ -25,7 +25,7 @@ def vector_literal(values: Sequence[float] | np.ndarray) -> str:
 
 async def has_windows(session: AsyncSession) -> bool:
     """Whether this database keeps embedding windows in pgvector (PostgreSQL with pgvector 0.8 or later)."""
-    if session.bind.dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql":
         return False
     return bool(await session.scalar(text(PGVECTOR_READY)))
 

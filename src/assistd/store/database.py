@@ -18,9 +18,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import event
+from sqlalchemy import CursorResult, UpdateBase, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -75,6 +75,12 @@ _UNSTORABLE_TEXT = {"22021", "22P05"}
 def is_unstorable_text(exc: BaseException) -> bool:
     """Whether the database refused a value of the request (NUL in text) rather than failing."""
     return isinstance(exc, sa_exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT
+
+
+async def execute_dml(session: AsyncSession, statement: UpdateBase) -> CursorResult[Any]:
+    """Execute an UPDATE or DELETE. Its result is a CursorResult (which has `rowcount`), though
+    AsyncSession.execute is annotated as returning a plain Result."""
+    return cast(CursorResult[Any], await session.execute(statement))
 
 
 def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:

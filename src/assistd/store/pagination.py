@@ -34,7 +34,7 @@ class Page(Generic[T]):
 
 
 async def fetch_page(
-    session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute, request: PageRequest
+    session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute[Any], request: PageRequest
 ) -> Page[Any]:
     """Run `stmt` (already scoped and filtered) for one page of `request`.
 

@@ -22,7 +22,7 @@ from sqlalchemy import and_, func, inspect, or_, select, update
 
 from assistd.lifecycle import CLAIMABLE_RUN, LEASED_RUN, FileStatus, RunStatus
 from assistd.store import tables
-from assistd.store.database import Database
+from assistd.store.database import Database, execute_dml
 
 Job = TypeVar("Job", tables.Run, tables.VectorStoreFile)
 
@@ -65,7 +65,7 @@ class _FairQueue:
         free = (waiting, _lease_free(table, now))
         async with self.db.read() as session:
             projects = select(table.project_id, func.min(order[0])).where(*free).group_by(table.project_id)
-            oldest = dict((await session.execute(projects)).all())
+            oldest: dict[str, Any] = dict((await session.execute(projects)).all())
             if not oldest:
                 return None
             held = select(table.project_id, func.count()).where(active, _leased(table, now)).group_by(table.project_id)
@@ -80,10 +80,11 @@ class _FairQueue:
                     break
             else:
                 return None
-            taken = await session.execute(
+            taken = await execute_dml(
+                session,
                 update(table)
                 .where(*key(job), table.status == job.status, _lease_free(table, now))
-                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
+                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1),
             )
             if taken.rowcount != 1:
                 return None
@@ -111,10 +112,11 @@ class RunQueue(_FairQueue):
     async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
         """Extend a lease this worker holds; False when it has lost it."""
         async with self.db.write() as session:
-            result = await session.execute(
+            result = await execute_dml(
+                session,
                 update(tables.Run)
                 .where(tables.Run.id == run_id, tables.Run.lease_owner == worker_id)
-                .values(lease_expires_at=until)
+                .values(lease_expires_at=until),
             )
             return result.rowcount == 1
 
@@ -166,10 +168,11 @@ class IngestQueue(_FairQueue):
 
     async def renew(self, job: tables.VectorStoreFile, worker_id: str, until: float) -> bool:
         async with self.db.write() as session:
-            result = await session.execute(
+            result = await execute_dml(
+                session,
                 update(tables.VectorStoreFile)
                 .where(*self._job(job), tables.VectorStoreFile.lease_owner == worker_id)
-                .values(lease_expires_at=until)
+                .values(lease_expires_at=until),
             )
             return result.rowcount == 1
 

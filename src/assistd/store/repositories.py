@@ -6,6 +6,7 @@ asks it for objects. An object of another project simply is not there.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
@@ -16,6 +17,7 @@ from assistd import lifecycle
 from assistd.lifecycle import ACTIVE_RUN, STEP_ENDING, FileStatus, RunStatus, StepStatus
 from assistd.store import tables
 from assistd.store.chunk_windows import write_windows
+from assistd.store.database import execute_dml
 from assistd.store.pagination import Page, PageRequest, fetch_page
 
 Row = TypeVar(
@@ -64,8 +66,9 @@ class ScopedRepository(Generic[Row]):
     async def delete(self, object_id: str, *conditions: Any) -> bool:
         if NUL in object_id:
             return False
-        result = await self.session.execute(
-            delete(self.table).where(self.table.project_id == self.project_id, self.table.id == object_id, *conditions)
+        result = await execute_dml(
+            self.session,
+            delete(self.table).where(self.table.project_id == self.project_id, self.table.id == object_id, *conditions),
         )
         return result.rowcount > 0
 
@@ -125,7 +128,7 @@ class ProjectRepository:
         await self.session.flush()
         return key
 
-    async def keys(self, project_id: str | None = None) -> list[tables.ApiKey]:
+    async def keys(self, project_id: str | None = None) -> builtins.list[tables.ApiKey]:
         stmt = select(tables.ApiKey).order_by(tables.ApiKey.id)
         if project_id is not None:
             stmt = stmt.where(tables.ApiKey.project_id == project_id)
@@ -143,14 +146,15 @@ class RunRepository(ScopedRepository[tables.Run]):
 
     async def transition(self, run_id: str, sources: Iterable[str], **values: Any) -> bool:
         """Move a run to `values["status"]` (and set the other columns) only if its status is one of `sources`."""
-        result = await self.session.execute(
+        result = await execute_dml(
+            self.session,
             update(tables.Run)
             .where(
                 tables.Run.project_id == self.project_id,
                 tables.Run.id == run_id,
                 tables.Run.status.in_(list(sources)),
             )
-            .values(**values)
+            .values(**values),
         )
         return result.rowcount == 1
 
@@ -272,7 +276,7 @@ class VectorStoreRepository(ScopedRepository[tables.VectorStore]):
 
 
 def _status_counts(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
-    counts = dict.fromkeys(FileStatus, 0)
+    counts: dict[str, int] = dict.fromkeys(FileStatus, 0)
     for status, count in rows:
         counts[status] = count
     counts["total"] = sum(counts.values())
@@ -352,12 +356,13 @@ class ChunkRepository:
         await self._bump(store_id)
 
     async def remove_file(self, store_id: str, file_id: str) -> None:
-        result = await self.session.execute(
+        result = await execute_dml(
+            self.session,
             delete(tables.Chunk).where(
                 tables.Chunk.project_id == self.project_id,
                 tables.Chunk.vector_store_id == store_id,
                 tables.Chunk.file_id == file_id,
-            )
+            ),
         )
         if result.rowcount:
             await self._bump(store_id)
