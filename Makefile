@@ -46,11 +46,11 @@ $(NODE_SDK): tests/node/package-lock.json
 
 node-sdk: $(NODE_SDK)
 
-## Run the linter and the test suite: everything on SQLite, then the end-to-end tests again scaled out
-## (PostgreSQL + pgvector, Redis, a separate worker process).
+## Run the linter and the test suite: everything on SQLite, then the end-to-end tests of the store again scaled
+## out (PostgreSQL + pgvector, Redis, a separate worker process).
 test: install lint services node-sdk
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	ASSISTD_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
+	ASSISTD_TEST_BACKEND=postgres $(BIN)/python -m pytest tests/e2e -m "not backend_independent" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench examples deploy

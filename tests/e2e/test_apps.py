@@ -17,6 +17,10 @@ from assistd.apps.presets import HANDOFF_TOOL, KEY_POINTS_FORMAT, summary_run_op
 from tests.e2e.test_models import CHAT_MODEL
 from tests.server import run_cli
 
+# the app presets with the real model: what they assert is the model's and the apps' behaviour, and the run paths
+# they take are covered scaled out by test_runs and test_examples, so the PostgreSQL pass skips them
+pytestmark = pytest.mark.backend_independent
+
 FAQ = Path(__file__).parents[2] / "examples" / "faq.md"
 
 

@@ -16,6 +16,11 @@ from openai.types.beta.threads import Run
 from tests.server import ServerProcess
 from tests.structured import CalendarEvent, Query
 
+# the real model through the SDK's helpers (structured outputs, forced calls at the default temperature): what
+# they assert is the model's and the SDK's behaviour, and the run paths they take are covered scaled out by
+# test_runs and test_examples, so the PostgreSQL pass skips them
+pytestmark = pytest.mark.backend_independent
+
 FORCED_TRIALS = 20
 WEATHER_TOOL = {
     "type": "function",
