@@ -34,7 +34,7 @@ def die_with_parent() -> None:
 class Server:
     """An assistd server in a child process on a free 127.0.0.1 port, logging to a file in its data directory."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, cpus: set[int] | None = None) -> None:
         with socket.socket() as sock:
             sock.bind((HOST, 0))
             self.port = sock.getsockname()[1]
@@ -42,6 +42,7 @@ class Server:
         self.base_url = f"http://{HOST}:{self.port}"
         self.log_path = data_dir / "server.log"
         self.extra_env = env or {}
+        self.cpus = cpus  # the CPUs the server may run on (Linux); None: any
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> None:
@@ -60,7 +61,7 @@ class Server:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                preexec_fn=self._prepare_child,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -73,6 +74,11 @@ class Server:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not answer /health within {timeout_s:.0f} s")
+
+    def _prepare_child(self) -> None:
+        die_with_parent()
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
 
     def stop(self) -> None:
         """SIGINT (graceful), then SIGKILL after 15 s."""
@@ -111,14 +117,14 @@ class Server:
 
 
 @contextmanager
-def running_server(env: dict[str, str] | None = None) -> Iterator[Server]:
-    """A started server (with `env` added to its environment) in a fresh temporary data directory, stopped (and
-    the directory removed) on exit.
+def running_server(env: dict[str, str] | None = None, cpus: set[int] | None = None) -> Iterator[Server]:
+    """A started server (with `env` added to its environment, on `cpus` when given) in a fresh temporary data
+    directory, stopped (and the directory removed) on exit.
 
     On an error inside the block the last lines of the server's log go to stderr before the error propagates.
     """
     with tempfile.TemporaryDirectory(prefix="assistd-bench-") as data_dir:
-        server = Server(Path(data_dir), env)
+        server = Server(Path(data_dir), env, cpus)
         try:
             server.start()
             yield server

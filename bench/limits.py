@@ -13,11 +13,13 @@ requests at once, as vLLM would), so what is measured is assistd. Projects and l
    and refused, how long a refusal took, and B's first delta (POST to first `thread.message.delta`) idle and
    under the storm. Goals: A's completed runs never exceed the limit at once (the server's own count, from
    the runs' timestamps), every refusal under 1 s at p95, B's first-delta p95 under the storm <= 2x idle.
+   A refusal's time inside the server comes from its access log; `--split-cpus` puts the server on CPU 0 and this
+   client and the stub on the others, so that the client's own work does not count against the server.
 3. Fairness: project A queues `--runs` runs (not streamed) at once; then project B creates one run. Reported:
    how long B's run waited before a worker started it, against one run's time on the idle server (the goal),
    and how many of A's runs were still queued at that moment (the backlog B did not wait behind).
 
-Usage: python bench/limits.py [--runs 200] [--run-limit 20] [--probes 20] [--tokens 32] [--delay 0.05]
+Usage: python bench/limits.py [--runs 200] [--run-limit 20] [--probes 20] [--tokens 32] [--delay 0.05] [--split-cpus]
 Exit status 0 when the measurements completed, goals met or not; non-zero on any error.
 """
 
@@ -29,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -194,6 +197,12 @@ async def measure_isolation(server: Server, args: argparse.Namespace) -> dict:
     return {"idle": idle, "loaded": loaded, "storm": attempts}
 
 
+def refusal_times_in_server(server: Server) -> list[float]:
+    """The milliseconds the server's access log gives each 429 to a run creation."""
+    pattern = re.compile(r"POST /v1/threads/runs 429 ([0-9.]+)ms")
+    return [float(match[1]) for match in pattern.finditer(server.log_path.read_text(errors="replace"))]
+
+
 # ---------------------------------------------------------------------------------------------- 3. fairness
 
 
@@ -257,20 +266,35 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64, help="ASSISTD_WORKER_CONCURRENCY")
+    parser.add_argument(
+        "--split-cpus",
+        action="store_true",
+        help="the server on CPU 0; this client and the stub upstream on the others (so the client's own work does "
+        "not delay the server's answers)",
+    )
     args = parser.parse_args()
+    server_cpus = None
+    if args.split_cpus:
+        server_cpus = {0}
+        os.sched_setaffinity(0, os.sched_getaffinity(0) - server_cpus)  # the stub, started next, inherits it
     stub, stub_url = start_stub(args.tokens, args.delay)
     try:
         handle, name = tempfile.mkstemp(prefix="assistd-limits-", suffix=".toml")
         os.close(handle)
         models = Path(name)
         models.write_text(models_file(f"{stub_url}/v1"))
-        env = {"ASSISTD_MODELS_FILE": str(models), "ASSISTD_WORKER_CONCURRENCY": str(args.concurrency)}
+        env = {
+            "ASSISTD_MODELS_FILE": str(models),
+            "ASSISTD_WORKER_CONCURRENCY": str(args.concurrency),
+            "ASSISTD_LOG_LEVEL": "info",  # the access log gives each refusal's time inside the server
+        }
         try:
-            with running_server(env) as server:
+            with running_server(env, server_cpus) as server:
                 limited = project_key(server, "limited", "--rpm", "1000000000", "--tpm", "1000000000")
                 free = project_key(server, "unlimited", "--rpm", "0", "--tpm", "0")
                 overhead = asyncio.run(measure_overhead(server, limited, free))
                 isolation = asyncio.run(measure_isolation(server, args))
+                isolation["server_refusal_ms"] = refusal_times_in_server(server)
                 fairness = asyncio.run(measure_fairness(server, args))
         finally:
             models.unlink(missing_ok=True)
@@ -279,7 +303,9 @@ def main() -> int:
         stub.wait(timeout=10)
 
     print(f"assistd limits benchmark — {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"stub upstream: {args.tokens} words {args.delay} s apart; worker concurrency {args.concurrency}\n")
+    print(f"stub upstream: {args.tokens} words {args.delay} s apart; worker concurrency {args.concurrency}")
+    placement = "server on CPU 0, client and stub on the others" if args.split_cpus else "all on every CPU"
+    print(f"CPUs: {placement}\n")
     print("1. overhead of the limits (requests/s, 8 in flight, mean of 3 rounds)")
     for operation, rates in overhead.items():
         ratio = rates["limited"] / rates["unlimited"]
@@ -302,6 +328,12 @@ def main() -> int:
             f"   A: a refusal took p50 {percentile(refusal_ms, 50):.0f} ms, p95 {p95:.0f} ms  "
             f"goal p95 < {REFUSAL_P95_GOAL_S * 1000:.0f} ms  {verdict(p95 < REFUSAL_P95_GOAL_S * 1000)}"
         )
+        inside = isolation["server_refusal_ms"]
+        if inside:
+            print(
+                f"   A: of which inside the server (its access log, from the app's first look at the request): "
+                f"p50 {percentile(inside, 50):.1f} ms, p95 {percentile(inside, 95):.1f} ms"
+            )
     idle, loaded = first_delta_ms(isolation["idle"]), first_delta_ms(isolation["loaded"])
     idle_p95, loaded_p95 = percentile(idle, 95), percentile(loaded, 95)
     ratio = loaded_p95 / idle_p95

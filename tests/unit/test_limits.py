@@ -87,3 +87,46 @@ def test_redis_down_lets_requests_through() -> None:
 )
 def test_reset_durations_read_like_openai(seconds: float, shown: str) -> None:
     assert duration(seconds) == shown
+
+
+def test_a_storm_of_run_creates_over_the_limit_is_refused_without_waiting(tmp_path) -> None:
+    """Places among the active runs are held while runs are created: with a limit of 3 and 40 creates at once
+    (each holding its place 0.3 s, as a create waiting for the write lock would), 3 go on and 37 are refused
+    at once, not after the others' transactions; a place is free again once its create is done."""
+    from assistd.errors import RateLimited
+    from assistd.services.limits import Limits, LimitService
+    from assistd.services.principal import Principal
+    from assistd.store.database import Database
+    from assistd.store.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'limits.db'}"
+    upgrade(url)
+
+    async def scenario() -> tuple[int, list[float], bool]:
+        db = Database(url)
+        limits = LimitService(db, Limits(active_runs=3), MemoryBuckets())
+        principal = Principal(project_id="proj_a", key_id="key_a")
+        await limits.limits_for(principal)  # as on the server, where admitting the request read them
+        went_on, refusals = 0, []
+
+        async def create() -> None:
+            nonlocal went_on
+            started = asyncio.get_running_loop().time()
+            try:
+                async with limits.run_place(principal):
+                    went_on += 1
+                    await asyncio.sleep(0.3)
+            except RateLimited as exc:
+                assert exc.code == "rate_limit_exceeded" and exc.headers["retry-after"] == "1"
+                refusals.append(asyncio.get_running_loop().time() - started)
+
+        await asyncio.gather(*(create() for _ in range(40)))
+        await asyncio.sleep(0.3)  # past the memo of a subject found full
+        async with limits.run_place(principal):
+            again = True
+        await db.dispose()
+        return went_on, refusals, again
+
+    went_on, refusals, again = asyncio.run(scenario())
+    assert went_on == 3 and len(refusals) == 37 and again
+    assert max(refusals) < 0.1, f"refusals waited {max(refusals):.2f} s"

@@ -16,10 +16,13 @@ The buckets live in Redis when it is configured (shared by every process), in th
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -208,6 +211,7 @@ class LimitService:
         self.cache_seconds = cache_seconds
         self._cached: dict[str, tuple[tuple[Limits, Limits], float]] = {}
         self._full: dict[str, tuple[float, int, str]] = {}  # subject -> (until, its run limit, who) after a refusal
+        self._creating: collections.Counter[str] = collections.Counter()  # runs this process is creating, by subject
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> LimitService:
@@ -277,52 +281,77 @@ class LimitService:
             if limits.tokens_per_minute:
                 await self.buckets.take(f"tokens:{subject}", limits.tokens_per_minute, -math.inf, tokens)
 
-    async def glance_at_active_runs(self, principal: Principal) -> None:
-        """A cheap first look before a run is created, so that a storm of creates over the limit is refused
-        without queueing behind the store: refused at once while the project or key was found at its limit less
-        than FULL_MEMO_SECONDS ago, else counted with a read (no lock). `check_active_runs` counts exactly."""
-        project, key = await self.limits_for(principal)
-        if not (project.active_runs or key.active_runs):
-            return
-        now = time.monotonic()
-        for subject in (principal.project_id, principal.key_id):
-            full = self._full.get(subject)
-            if full is not None and full[0] > now:
-                raise _refusal(
-                    f"This {full[2]} has reached its limit of {full[1]} runs queued or in progress; "
-                    "try again when one of them has finished.",
-                    Level(False, full[1], 0, 1.0, 1.0),
-                    "runs",
-                )
-        async with self.db.read() as session:
-            await self.check_active_runs(session, principal, exact=False)
+    @contextlib.asynccontextmanager
+    async def run_place(self, principal: Principal) -> AsyncIterator[None]:
+        """Hold a provisional place among the project's and the key's active runs while one is created (enter
+        before its transaction, leave after it ends), so that a storm of creates over the limit is refused here
+        instead of queueing behind the store. Refused at once while this process is already creating as many as
+        the limit, or the subject was found at its limit less than FULL_MEMO_SECONDS ago; else after a count of
+        its active runs with a read (no lock), made by at most `limit` creates at a time. `check_active_runs`,
+        inside the transaction, counts exactly."""
+        subjects = self._subjects(principal, await self.limits_for(principal))
+        held = [(subject, limits.active_runs, who) for subject, limits, who in subjects if limits.active_runs]
+        for subject, limit, who in held:
+            self._refuse_if_full(subject, limit, who, self._creating[subject])
+        for subject, _limit, _who in held:  # no await since the checks: the places taken are the ones checked
+            self._creating[subject] += 1
+        try:
+            if held:
+                async with self.db.read() as session:
+                    for subject, limit, who in held:
+                        count = await self._count_active(session, subject, who)
+                        if count >= limit:
+                            self._remember_full(subject, limit, who)
+                        self._refuse_if_full(subject, limit, who, count)
+            yield
+        finally:
+            for subject, _limit, _who in held:
+                self._creating[subject] -= 1
+                if not self._creating[subject]:
+                    del self._creating[subject]
 
-    async def check_active_runs(self, session, principal: Principal, *, exact: bool = True) -> None:
-        """Refuse a new run when the project or the key has its limit of runs queued or running already. Exact
-        inside the transaction that adds the run: on PostgreSQL it then holds a lock on the project until the
-        transaction ends, so concurrent creates count each other (SQLite's writes are serial anyway)."""
+    def _refuse_if_full(self, subject: str, limit: int, who: str, active: int) -> None:
+        """Refuse a new run when `active` runs (or places) reach `limit`, or the subject was recently full."""
+        full = self._full.get(subject)
+        if active < limit and (full is None or full[0] <= time.monotonic()):
+            return
+        raise _refusal(
+            f"This {who} has reached its limit of {limit} runs queued or in progress; "
+            "try again when one of them has finished.",
+            Level(False, limit, 0, 1.0, 1.0),
+            "runs",
+        )
+
+    def _remember_full(self, subject: str, limit: int, who: str) -> None:
+        if len(self._full) >= MAX_CACHED_SUBJECTS:
+            self._full.clear()
+        self._full[subject] = (time.monotonic() + FULL_MEMO_SECONDS, limit, who)
+
+    @staticmethod
+    async def _count_active(session, subject: str, who: str) -> int:
+        column = tables.Run.project_id if who == "project" else tables.Run.api_key_id
+        query = select(func.count()).select_from(tables.Run).where(column == subject, tables.Run.status.in_(ACTIVE_RUN))
+        return int(await session.scalar(query) or 0)
+
+    async def check_active_runs(self, session, principal: Principal) -> None:
+        """Refuse a new run when the project or the key has its limit of runs queued or running already, counted
+        exactly inside the transaction that adds the run: on PostgreSQL it then holds a lock on the project until
+        the transaction ends, so concurrent creates count each other (SQLite's writes are serial anyway)."""
         project, key = await self.limits_for(principal)
-        if exact and (project.active_runs or key.active_runs) and session.bind.dialect.name == "postgresql":
+        if (project.active_runs or key.active_runs) and session.bind.dialect.name == "postgresql":
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(hashtext(:project))"), {"project": principal.project_id}
             )
-        for limit, column, subject, who in (
-            (project.active_runs, tables.Run.project_id, principal.project_id, "project"),
-            (key.active_runs, tables.Run.api_key_id, principal.key_id, "API key"),
-        ):
-            if not limit:
+        for subject, limits, who in self._subjects(principal, (project, key)):
+            if not limits.active_runs:
                 continue
-            count = await session.scalar(
-                select(func.count()).select_from(tables.Run).where(column == subject, tables.Run.status.in_(ACTIVE_RUN))
-            )
-            if count >= limit:
-                if len(self._full) >= MAX_CACHED_SUBJECTS:
-                    self._full.clear()
-                self._full[subject] = (time.monotonic() + FULL_MEMO_SECONDS, limit, who)
+            count = await self._count_active(session, subject, who)
+            if count >= limits.active_runs:
+                self._remember_full(subject, limits.active_runs, who)
                 raise _refusal(
                     f"This {who} has {count} runs queued or in progress, its limit; "
                     "try again when one of them has finished.",
-                    Level(False, limit, 0, 1.0, 1.0),
+                    Level(False, limits.active_runs, 0, 1.0, 1.0),
                     "runs",
                 )
 

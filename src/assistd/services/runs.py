@@ -6,8 +6,10 @@ the events subscribes to the bus before the run is committed, so it cannot miss 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,12 +107,16 @@ class RunService:
             raise NotFound.for_object("assistant", assistant_id)
         return assistant
 
-    async def _first_look_at_limits(self, principal: Principal, idempotency_key: Idempotency | None) -> None:
-        """Refuse a run over the active-run limits with a read, before queueing for the write lock behind other
-        creates (a storm of refused creates must not slow everyone's). `_queue` counts again, exactly. A retry
-        with an Idempotency-Key skips this: it may be asking for a run that is already counted."""
+    def _run_place(
+        self, principal: Principal, idempotency_key: Idempotency | None
+    ) -> AbstractAsyncContextManager[None]:
+        """A place among the active runs, held while the run is created: a create over the limit is refused
+        before it queues for the write lock behind other creates (a storm of refused creates must not slow
+        everyone's). `_queue` counts again, exactly. A retry with an Idempotency-Key takes none: it may be asking
+        for a run that is already counted."""
         if idempotency_key is None:
-            await self.limits.glance_at_active_runs(principal)
+            return self.limits.run_place(principal)
+        return contextlib.nullcontext()
 
     async def _streamed(
         self, run_id: str, stream: bool, start: Callable[[Subscription | None], Awaitable[Started]]
@@ -138,11 +144,11 @@ class RunService:
         idempotency_key: Idempotency | None,
         stream: bool,
     ) -> Started:
-        await self._first_look_at_limits(principal, idempotency_key)
         run_id = new_id("run")
-        return await self._streamed(
-            run_id, stream, lambda events: self._create(principal, thread_id, body, idempotency_key, run_id, events)
-        )
+        async with self._run_place(principal, idempotency_key):
+            return await self._streamed(
+                run_id, stream, lambda events: self._create(principal, thread_id, body, idempotency_key, run_id, events)
+            )
 
     async def _create(
         self,
@@ -176,11 +182,13 @@ class RunService:
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: Idempotency | None, stream: bool
     ) -> Started:
-        await self._first_look_at_limits(principal, idempotency_key)
         run_id = new_id("run")
-        return await self._streamed(
-            run_id, stream, lambda events: self._create_thread_and_run(principal, body, idempotency_key, run_id, events)
-        )
+        async with self._run_place(principal, idempotency_key):
+            return await self._streamed(
+                run_id,
+                stream,
+                lambda events: self._create_thread_and_run(principal, body, idempotency_key, run_id, events),
+            )
 
     async def _create_thread_and_run(
         self,
