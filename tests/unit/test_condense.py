@@ -8,7 +8,8 @@ from assistd.apps.condense import PART_INSTRUCTIONS, split
 from assistd.apps.presets import SUMMARIZER
 from assistd.engines.base import Chunk, Usage
 from assistd.store import tables
-from tests.unit.test_run_states import ScriptedEngine, drive, world  # noqa: F401  (world is a fixture)
+from tests.fakes import ScriptedEngine
+from tests.unit.test_run_states import drive, world  # noqa: F401  (world is a fixture)
 
 
 def test_split_cuts_at_sentence_ends_into_about_equal_parts() -> None:

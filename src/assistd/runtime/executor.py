@@ -24,7 +24,7 @@ from assistd.apps.translate import ProtectedTranslation
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
-from assistd.errors import AssistdError, InvalidRequest
+from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.ids import new_id
 from assistd.lifecycle import STEP_ENDED_AT, TERMINAL_RUN, MessageStatus, RunStatus, StepStatus, sources_of
 from assistd.retrieval.search import Hit
@@ -34,7 +34,7 @@ from assistd.services.clock import now
 from assistd.services.principal import Principal
 from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
-from assistd.store.database import Database, is_unavailable
+from assistd.store.database import Database
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search
@@ -182,12 +182,12 @@ class RunExecutor:
             raise
         except Exception as exc:
             try:
-                if is_unavailable(exc):
+                if isinstance(exc, StoreUnavailable):
                     raise
                 log.exception("run %s failed unexpectedly", run.id)
                 await self._fail(run, "server_error", "The run failed because of an internal error.")
             except Exception as failure:
-                if not is_unavailable(failure):
+                if not isinstance(failure, StoreUnavailable):
                     raise
                 # the lease runs out, and a worker starts the run again once the database is back
                 log.warning("run %s: database unavailable (%s); it will be retried", run.id, type(failure).__name__)
@@ -233,6 +233,8 @@ class RunExecutor:
                 engine = ProtectedTranslation(engine)
             hits = await self._search_files(run)
             request = await self._fit(run, engine, await self._request(run, engine, hits))
+        except StoreUnavailable:
+            raise  # not the run's fault: it is taken up again once the database is back
         except AssistdError as exc:
             await self._fail(run, "invalid_prompt", exc.message)
             return
@@ -244,6 +246,8 @@ class RunExecutor:
         if app == SUMMARIZER.name and (budget := _prompt_budget(run, engine)) is not None:
             try:
                 condensed = await condense(engine, request, budget)
+            except StoreUnavailable:
+                raise
             except AssistdError as exc:
                 await self._fail(run, "server_error", exc.message)
                 return
@@ -409,6 +413,8 @@ class RunExecutor:
         except InvalidRequest as exc:
             await self._fail(run, "invalid_prompt", exc.message, message, step, text)
             return
+        except StoreUnavailable:
+            raise
         except AssistdError as exc:
             await self._fail(run, "server_error", exc.message, message, step, text)
             return
