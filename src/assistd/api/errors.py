@@ -17,15 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistd.api.responses import JSONResponse
 from assistd.errors import AssistdError, StorageFull, StoreUnavailable
+from assistd.services import wire
 from assistd.store.database import store_error
 
 log = logging.getLogger(__name__)
 
 _STATUS_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def error_body(message: str, *, error_type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def error_response(
@@ -39,7 +36,7 @@ def error_response(
 ) -> JSONResponse:
     if error_type is None:
         error_type = "server_error" if status >= 500 else _STATUS_TYPES.get(status, "invalid_request_error")
-    return JSONResponse(error_body(message, error_type=error_type, param=param, code=code), status, headers=headers)
+    return JSONResponse(wire.error(message, error_type=error_type, param=param, code=code), status, headers=headers)
 
 
 def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:

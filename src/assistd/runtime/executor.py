@@ -110,14 +110,6 @@ def _text_delta(message_id: str, text: str, annotations: list[dict[str, Any]] | 
     }
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
 async def _transition(session: Any, run: tables.Run, status: RunStatus, values: dict[str, Any]) -> tables.Run | None:
     """The guarded move of `run` to `status` inside `session`: the updated row, or None if it had moved on."""
     runs = RunRepository(session, run.project_id)
@@ -254,7 +246,7 @@ class RunExecutor:
             request = condensed.request
             if condensed.rounds:
                 log.info("run %s: summarised its text part by part in %d round(s)", run.id, condensed.rounds)
-                run.usage = _usage(condensed.usage)  # counted into the run's usage with the answer's
+                run.usage = wire.usage(condensed.usage)  # counted into the run's usage with the answer's
                 await self._record_usage(run, condensed.usage)
         await self._generate(run, lost, engine, request, hits)
 
@@ -393,14 +385,7 @@ class RunExecutor:
                         message, step = await self._open_message(run)
                     text += chunk.text
                     self.bus.publish(run.id, "thread.message.delta", _text_delta(message.id, chunk.text))
-                for delta in chunk.tool_calls:
-                    call = calls.setdefault(
-                        delta.index,
-                        {"id": delta.id, "type": "function", "function": {"name": "", "arguments": "", "output": None}},
-                    )
-                    call["id"] = delta.id or call["id"]
-                    call["function"]["name"] += delta.name or ""
-                    call["function"]["arguments"] += delta.arguments
+                wire.extend_tool_calls(calls, chunk.tool_calls)
                 finish = chunk.finish_reason or finish
                 usage = chunk.usage or usage
                 if time.monotonic() >= next_check:
@@ -423,14 +408,15 @@ class RunExecutor:
             await self._finish_cancel(run, message, step, text)
             return
         previous = run.usage or {}
-        run_usage = _usage(
+        run_usage = wire.usage(
             Usage(
                 previous.get("prompt_tokens", 0) + usage.prompt_tokens,
                 previous.get("completion_tokens", 0) + usage.completion_tokens,
             )
         )
         if calls and request.tool_choice != "none":  # calls nobody asked for are dropped
-            fresh = await self._fresh_calls(run, [calls[index] for index in sorted(calls)])
+            made = [{**call, "function": {**call["function"], "output": None}} for _, call in sorted(calls.items())]
+            fresh = await self._fresh_calls(run, made)
             if fresh:
                 await self._require_action(run, fresh, usage, run_usage)
                 return
@@ -521,7 +507,7 @@ class RunExecutor:
                 step = await RunStepRepository(session, run.project_id).get(step.id) or step
                 step.status = step_status
                 setattr(step, STEP_ENDED_AT[step_status], finished)
-                step.usage = _usage(usage) if usage else None
+                step.usage = wire.usage(usage) if usage else None
             self._add_usage(session, run, usage)
             row = await _transition(session, run, status, values)
         await self._charge(run, usage)
@@ -564,7 +550,7 @@ class RunExecutor:
     async def _require_action(
         self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage, run_usage: dict[str, int]
     ) -> None:
-        step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=_usage(usage))
+        step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=wire.usage(usage))
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
             self._add_usage(session, run, usage)
