@@ -18,9 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd import languages, metrics
-from assistd.apps.condense import condense
-from assistd.apps.presets import APP_KEY, PRESETS, SUMMARIZER, TRANSLATOR
-from assistd.apps.translate import ProtectedTranslation
+from assistd.apps.strategies import strategy_for
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
@@ -36,7 +34,7 @@ from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.queue import RunQueue
-from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
+from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search
 from assistd.tools.file_search import FileSearch
 from assistd.tools.function import call_key, constraints, function_calls
@@ -219,10 +217,8 @@ class RunExecutor:
                 metrics.QUEUE_WAIT.observe(max(time.time() - run.created_at, 0.0))
             run = moved
         try:
-            engine = self.registry.text(run.model)
-            app = await self._app(run)
-            if app == TRANSLATOR.name:
-                engine = ProtectedTranslation(engine)
+            strategy = strategy_for(run.app)
+            engine = strategy.engine(self.registry.text(run.model))
             hits = await self._search_files(run)
             request = await self._fit(run, engine, await self._request(run, engine, hits))
         except StoreUnavailable:
@@ -233,28 +229,21 @@ class RunExecutor:
         if request is None:
             await self._move(run, RunStatus.INCOMPLETE, incomplete_details={"reason": "max_prompt_tokens"})
             return
-        if app in PRESETS and request.max_tokens is None and PRESETS[app].answer_tokens:
-            request = replace(request, max_tokens=PRESETS[app].answer_tokens)  # a cut here still completes
-        if app == SUMMARIZER.name and (budget := _prompt_budget(run, engine)) is not None:
-            try:
-                condensed = await condense(engine, request, budget)
-            except StoreUnavailable:
-                raise
-            except AssistdError as exc:
-                await self._fail(run, "server_error", exc.message)
-                return
+        request = strategy.bound_answer(request)
+        try:
+            condensed = await strategy.fit(engine, request, _prompt_budget(run, engine))
+        except StoreUnavailable:
+            raise
+        except AssistdError as exc:
+            await self._fail(run, "server_error", exc.message)
+            return
+        if condensed is not None:
             request = condensed.request
             if condensed.rounds:
                 log.info("run %s: summarised its text part by part in %d round(s)", run.id, condensed.rounds)
                 run.usage = wire.usage(condensed.usage)  # counted into the run's usage with the answer's
                 await self._record_usage(run, condensed.usage)
         await self._generate(run, lost, engine, request, hits)
-
-    async def _app(self, run: tables.Run) -> str | None:
-        """The preset the run's assistant was installed from (apps/presets.py), if any."""
-        async with self.db.read() as session:
-            assistant = await AssistantRepository(session, run.project_id).get(run.assistant_id)
-        return (assistant.metadata_ or {}).get(APP_KEY) if assistant is not None else None
 
     async def _search_files(self, run: tables.Run) -> list[Hit] | None:
         """Run the file_search tool once per run (a resumed run reuses its results); None without the tool."""

@@ -96,6 +96,7 @@ class RunService:
             max_completion_tokens=body.max_completion_tokens,
             truncation_strategy={"last_messages": None, **truncation},
             response_language=body.response_language or assistant.response_language,
+            app=assistant.app,
             attempts=0,
         )
         engine.check(GenerationRequest(messages=[], **constraints(run, rounds=0, max_rounds=1)))  # schemas: 400 now

@@ -28,6 +28,7 @@ def assistant(row: tables.Assistant) -> dict[str, Any]:
         "response_format": row.response_format,
         "reasoning_effort": row.reasoning_effort,
         "response_language": row.response_language,
+        "app": row.app,
     }
 
 
@@ -95,6 +96,7 @@ def run(row: tables.Run) -> dict[str, Any]:
         "tool_choice": row.tool_choice if row.tool_choice is not None else "auto",
         "parallel_tool_calls": row.parallel_tool_calls,
         "response_language": row.response_language,
+        "app": row.app,
     }
 
 
