@@ -142,4 +142,4 @@ def test_the_app_extension_field_is_checked_and_copied_onto_runs(client: openai.
     assert changed.model_extra["app"] is None and changed.metadata == {"assistd_app": "translator"}
     again = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
     assert again.model_extra["app"] == "summarizer"
-    client.beta.threads.runs.cancel(run.id, thread_id=thread.id)
+    client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=100)
