@@ -6,7 +6,11 @@ AssistdError
 ├── NotFound         404
 ├── Conflict         409
 ├── PayloadTooLarge  413
-└── RateLimited      429
+├── RateLimited      429
+├── UpstreamError    502
+├── StoreUnavailable 503  (the database cannot be reached now: retry)
+├── UpstreamTimeout  504
+└── StorageFull      507  (no disk space: nothing was written, the operator must act)
 """
 
 from __future__ import annotations
@@ -75,3 +79,32 @@ class UpstreamError(AssistdError):
 class UpstreamTimeout(AssistdError):
     status_code = 504
     error_type = "timeout"
+
+
+class StoreUnavailable(AssistdError):
+    """The database cannot be reached now (lost connection, restart, pool exhausted): retry shortly."""
+
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            "The database is unavailable at the moment; retry shortly.",
+            code="database_unavailable",
+            headers={"Retry-After": "1"},
+        )
+        self.cause_name = type(cause).__name__
+
+
+class StorageFull(AssistdError):
+    """The disk of the database or of the blobs is full: nothing was written, and retrying will not help."""
+
+    status_code = 507
+    error_type = "server_error"
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            "The server has no storage space left; nothing was written. Try again once space has been freed.",
+            code="insufficient_storage",
+        )
+        self.cause_name = type(cause).__name__

@@ -50,10 +50,12 @@ def ask(client: openai.OpenAI, assistant_id: str, question: str, **run_options):
 
 def test_presets_install_as_configured_assistants(env, client: openai.OpenAI, support) -> None:
     assert support.metadata == {"assistd_app": "customer-service"} and support.model == CHAT_MODEL
+    assert support.model_extra["app"] == "customer-service"  # the assistd extension field that runs copy
     assert [tool.type for tool in support.tools] == ["file_search", "function"]
     assert support.tools[1].function.name == HANDOFF_TOOL["function"]["name"]
     summarizer = client.beta.assistants.retrieve(install(env, "summarizer", "--name", "Digest"))
     assert summarizer.name == "Digest" and summarizer.metadata == {"assistd_app": "summarizer"}
+    assert summarizer.model_extra["app"] == "summarizer"
     assert "customer-service" in run_cli(env.server.data_dir, "apps", "list")
 
 

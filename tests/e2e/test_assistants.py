@@ -122,3 +122,24 @@ def test_list_contains_created_in_order(client: openai.OpenAI) -> None:
     newest_first = client.beta.assistants.list(limit=3)
     assert [a.id for a in newest_first.data] == ids[::-1]
     assert newest_first.first_id == ids[-1] and newest_first.last_id == ids[0]
+
+
+def test_the_app_extension_field_is_checked_and_copied_onto_runs(client: openai.OpenAI) -> None:
+    """`app` names a preset (or none); an unknown name is a 400 on `app`; a run takes its assistant's app when it
+    is created, and later edits of the assistant (metadata included) leave that run's alone."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.beta.assistants.create(model="gpt-4o", extra_body={"app": "no-such-app"})
+    assert refused.value.body["param"] == "app"
+    assistant = client.beta.assistants.create(model="gpt-4o", extra_body={"app": "summarizer"})
+    assert assistant.model_extra["app"] == "summarizer"
+    assert client.beta.assistants.create(model="gpt-4o").model_extra["app"] is None
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=1)
+    assert run.model_extra["app"] == "summarizer"
+    changed = client.beta.assistants.update(
+        assistant.id, metadata={"assistd_app": "translator"}, extra_body={"app": None}
+    )
+    assert changed.model_extra["app"] is None and changed.metadata == {"assistd_app": "translator"}
+    again = client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    assert again.model_extra["app"] == "summarizer"
+    client.beta.threads.runs.poll(run.id, thread_id=thread.id, poll_interval_ms=100)

@@ -8,7 +8,8 @@ from assistd.apps.condense import PART_INSTRUCTIONS, split
 from assistd.apps.presets import SUMMARIZER
 from assistd.engines.base import Chunk, Usage
 from assistd.store import tables
-from tests.unit.test_run_states import ScriptedEngine, drive, world  # noqa: F401  (world is a fixture)
+from tests.fakes import ScriptedEngine
+from tests.unit.test_run_states import drive, world  # noqa: F401  (world is a fixture)
 
 
 def test_split_cuts_at_sentence_ends_into_about_equal_parts() -> None:
@@ -23,7 +24,7 @@ def test_split_cuts_at_sentence_ends_into_about_equal_parts() -> None:
 
 def _summarizer_run(url: str, engine: ScriptedEngine, words: int) -> tuple[tables.Run, list[str], list]:
     long_text = " ".join(f"Fact {i} is that the tide rose." for i in range(words // 7))
-    return asyncio.run(drive(url, engine, user_text=long_text, assistant_metadata={"assistd_app": SUMMARIZER.name}))
+    return asyncio.run(drive(url, engine, user_text=long_text, app=SUMMARIZER.name))
 
 
 def test_a_long_text_is_summarised_part_by_part(world) -> None:  # noqa: F811
@@ -45,3 +46,15 @@ def test_a_text_that_fits_is_summarised_in_one_go(world) -> None:  # noqa: F811
     engine.script = [Chunk(text="Summary."), Chunk(finish_reason="stop", usage=Usage(10, 1))]
     run, _, _ = _summarizer_run(world, engine, words=200)
     assert run.status == "completed" and len(engine.requests) == 1
+
+
+def test_the_app_is_the_run_s_not_its_assistant_s_metadata(world) -> None:  # noqa: F811
+    """A run generates as the app named on it when it was created: metadata saying otherwise changes nothing."""
+    engine = ScriptedEngine()
+    engine.script = [Chunk(text="Whole."), Chunk(finish_reason="stop", usage=Usage(100, 1))]
+    long_text = " ".join(f"Fact {i} is that the tide rose." for i in range(3000 // 7))
+    run, _, _ = asyncio.run(
+        drive(world, engine, user_text=long_text, assistant_metadata={"assistd_app": SUMMARIZER.name})
+    )
+    assert run.status == "completed" and run.app is None
+    assert len(engine.requests) == 1, "no part summaries: the run names no app"

@@ -33,7 +33,8 @@ from assistd.store.database import Database
 from assistd.store.migrate import upgrade
 from assistd.store.queue import RunQueue
 from deploy.localcluster import Redis, free_port
-from tests.unit.test_run_states import ScriptedEngine, setup_run
+from tests.fakes import ScriptedEngine
+from tests.unit.test_run_states import setup_run
 
 TIMEOUT = 30  # seconds any scenario may take
 PUBLISH_FAILED = "publishing run events to Redis failed"

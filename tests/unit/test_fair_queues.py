@@ -23,8 +23,8 @@ from assistd.store.blobs import LocalBlobStore
 from assistd.store.database import Database
 from assistd.store.migrate import upgrade
 from assistd.store.queue import IngestQueue, RunQueue
+from tests.fakes import ScriptedEngine
 from tests.unit.test_ingestion import CountingEmbedder, _file, _project, _queue
-from tests.unit.test_run_states import ScriptedEngine
 
 
 @pytest.fixture()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from assistd import lifecycle
-from assistd.engines.base import Chunk, GenerationRequest, ToolCallDelta, Usage
+from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
 from assistd.ids import new_id
@@ -24,6 +23,7 @@ from assistd.store.migrate import upgrade
 from assistd.store.pagination import PageRequest
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
+from tests.fakes import ScriptedEngine
 
 ALL = sorted(lifecycle.TRANSITIONS)
 LEGAL = {
@@ -92,37 +92,6 @@ def test_ending_a_run_ends_its_unfinished_steps_in_the_same_transaction(world) -
     run, steps, again = asyncio.run(scenario())
     assert run.status == "expired" and run.required_action is None and not again
     assert sorted((step.status, step.expired_at) for step in steps) == [("completed", None), ("expired", 123)]
-
-
-class ScriptedEngine:
-    """A TextEngine that plays back chunks, `delay` seconds apart."""
-
-    model_id = "fake"
-    context_length = 1000
-
-    def __init__(self) -> None:
-        self.script: list[Chunk] | Exception = []
-        self.next_scripts: list[list[Chunk]] = []  # played once each, in order, before `script`
-        self.delay = 0.0
-        self.requests: list[GenerationRequest] = []
-
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        self.requests.append(request)
-        script = self.next_scripts.pop(0) if self.next_scripts else self.script
-        if isinstance(script, Exception):
-            raise script
-        for chunk in script:
-            await asyncio.sleep(self.delay)
-            yield chunk
-
-    async def count_prompt_tokens(self, request: GenerationRequest) -> int:
-        return sum(len(str(message.get("content") or "").split()) for message in request.messages)
-
-    def check(self, request: GenerationRequest) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
 
 
 @pytest.fixture()

@@ -1,8 +1,9 @@
 """The one mapping from errors to OpenAI error bodies: {"error": {"message", "type", "param", "code"}}.
 
-Typed errors (assistd.errors), request validation (400 instead of FastAPI's 422), Starlette's HTTP errors
-(unknown route, wrong method, unparseable body, too large), a database out of reach (503 with Retry-After) and,
-from the middleware, anything unexpected (500).
+Typed errors (assistd.errors; the store has made its failures typed ones: a database out of reach is a 503 with
+Retry-After, a full disk a 507), request validation (400 instead of FastAPI's 422), Starlette's HTTP errors
+(unknown route, wrong method, unparseable body, too large), a full disk or a lost connection met outside the
+store, and, from the middleware, anything unexpected (500).
 """
 
 from __future__ import annotations
@@ -12,22 +13,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistd.api.responses import JSONResponse
-from assistd.errors import AssistdError
-from assistd.store.database import is_storage_full, is_unavailable, is_unstorable_text
+from assistd.errors import AssistdError, StorageFull, StoreUnavailable
+from assistd.services import wire
+from assistd.store.database import store_error
 
 log = logging.getLogger(__name__)
 
-DATABASE_RETRY_AFTER_SECONDS = "1"
-
 _STATUS_TYPES = {401: "invalid_request_error", 429: "rate_limit_error"}
-
-
-def error_body(message: str, *, error_type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def error_response(
@@ -41,7 +36,7 @@ def error_response(
 ) -> JSONResponse:
     if error_type is None:
         error_type = "server_error" if status >= 500 else _STATUS_TYPES.get(status, "invalid_request_error")
-    return JSONResponse(error_body(message, error_type=error_type, param=param, code=code), status, headers=headers)
+    return JSONResponse(wire.error(message, error_type=error_type, param=param, code=code), status, headers=headers)
 
 
 def _param_from_loc(loc: tuple[Any, ...], body: Any) -> str | None:
@@ -114,22 +109,15 @@ def _validation_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(400, message, param=param, code=code)
 
 
-def _storage_full(request: Request, exc: Exception) -> JSONResponse:
-    """A full disk is the operator's to mend, not the client's to retry: 507, and nothing was written."""
-    log.error("storage full on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-    return error_response(
-        507,
-        "The server has no storage space left; nothing was written. Try again once space has been freed.",
-        error_type="server_error",
-        code="insufficient_storage",
-    )
-
-
 def install(app: FastAPI) -> None:
     """Register the handlers on the app."""
 
     @app.exception_handler(AssistdError)
-    async def _assistd_error(_request: Request, exc: AssistdError) -> JSONResponse:
+    async def _assistd_error(request: Request, exc: AssistdError) -> JSONResponse:
+        if isinstance(exc, StoreUnavailable):
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc.cause_name)
+        elif isinstance(exc, StorageFull):  # the operator's to mend, not the client's to retry
+            log.error("storage full on %s %s: %s", request.method, request.url.path, exc.cause_name)
         return error_response(
             exc.status_code, exc.message, error_type=exc.error_type, param=exc.param, code=exc.code, headers=exc.headers
         )
@@ -138,28 +126,12 @@ def install(app: FastAPI) -> None:
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_response(exc)
 
-    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-        if is_storage_full(exc):
-            return _storage_full(request, exc)
-        if is_unstorable_text(exc):
-            return error_response(400, "Text cannot contain the NUL character (\\u0000).", code="invalid_value")
-        if not is_unavailable(exc):
-            raise exc  # not a connection problem: the middleware's 500
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return error_response(
-            503,
-            "The database is unavailable at the moment; retry shortly.",
-            code="database_unavailable",
-            headers={"Retry-After": DATABASE_RETRY_AFTER_SECONDS},
-        )
-
-    for error in (sa_exc.DBAPIError, sa_exc.TimeoutError, ConnectionError, TimeoutError):
-        app.add_exception_handler(error, _database_error)
-
     async def _os_error(request: Request, exc: Exception) -> JSONResponse:
-        if is_storage_full(exc):
-            return _storage_full(request, exc)
-        raise exc  # the middleware's 500
+        """A full disk (blobs), or a lost connection, met outside the store's sessions."""
+        typed = store_error(exc)
+        if typed is None:
+            raise exc  # the middleware's 500
+        return await _assistd_error(request, typed)
 
     app.add_exception_handler(OSError, _os_error)
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from assistd.api.errors import error_body
 from assistd.config import Settings
+from assistd.services import wire
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def _timeout_response(self) -> bytes:
         body = json.dumps(
-            error_body(
+            wire.error(
                 f"The request head was not complete within {self.head_timeout:g} s.",
                 error_type="invalid_request_error",
             )

@@ -27,7 +27,8 @@ def installed(client: openai.OpenAI, preset: str, model: str | None = None) -> s
         if (assistant.metadata or {}).get(APP_KEY) == preset and (model is None or assistant.model == model):
             return assistant.id
     body = PRESETS[preset].assistant_body(model or DEFAULT_TEXT_MODEL)
-    return client.beta.assistants.create(**body).id
+    app = body.pop("app")  # an assistd extension field: the SDK sends it as an extra
+    return client.beta.assistants.create(**body, extra_body={"app": app}).id
 
 
 class _Printer(AssistantEventHandler):

@@ -1,8 +1,9 @@
 """The ready-made assistants: what `assistd apps install NAME` creates (instructions, tools, settings).
 
-A preset is only a configured assistant: it runs through the same runs, file_search and streaming as any
-other, so every client (the SDK, the CLI, curl) gets the same behaviour. Its assistant carries
-`metadata["assistd_app"]` = the preset's name.
+A preset is a configured assistant: it runs through the same runs, file_search and streaming as any other, so
+every client (the SDK, the CLI, curl) gets the same behaviour. Its assistant names the preset in the extension
+field `app`, which runs copy when they are created and which selects how they generate (apps/strategies.py);
+`metadata["assistd_app"]` names it too, so that clients find the assistants they installed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Preset:
             "tools": self.tools,
             "temperature": self.temperature,
             "metadata": {APP_KEY: self.name},
+            "app": self.name,
         }
 
 

@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistd.errors import StoreUnavailable
 from assistd.lifecycle import STREAM_ENDING_RUN
 from assistd.runtime.event_replay import RunReplay
 from assistd.store.database import Database
@@ -157,7 +158,7 @@ class _ReplaySubscription(Subscription):
     async def _changes(self) -> list[Event]:
         try:
             changes = await self._replay.changes()
-        except (SQLAlchemyError, OSError) as exc:
+        except (StoreUnavailable, SQLAlchemyError, OSError) as exc:
             if not self._failing:
                 log.warning("run %s: reading its state failed (%s); trying again", self._replay.run_id, exc)
             self._failing = True

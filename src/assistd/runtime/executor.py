@@ -18,13 +18,11 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd import languages, metrics
-from assistd.apps.condense import condense
-from assistd.apps.presets import APP_KEY, PRESETS, SUMMARIZER, TRANSLATOR
-from assistd.apps.translate import ProtectedTranslation
+from assistd.apps.strategies import strategy_for
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.prompting import content_text
 from assistd.engines.registry import ModelRegistry
-from assistd.errors import AssistdError, InvalidRequest
+from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.ids import new_id
 from assistd.lifecycle import STEP_ENDED_AT, TERMINAL_RUN, MessageStatus, RunStatus, StepStatus, sources_of
 from assistd.retrieval.search import Hit
@@ -34,9 +32,9 @@ from assistd.services.clock import now
 from assistd.services.principal import Principal
 from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
-from assistd.store.database import Database, is_unavailable
+from assistd.store.database import Database
 from assistd.store.queue import RunQueue
-from assistd.store.repositories import AssistantRepository, MessageRepository, RunRepository, RunStepRepository
+from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
 from assistd.tools import file_search
 from assistd.tools.file_search import FileSearch
 from assistd.tools.function import call_key, constraints, function_calls
@@ -110,14 +108,6 @@ def _text_delta(message_id: str, text: str, annotations: list[dict[str, Any]] | 
     }
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
 async def _transition(session: Any, run: tables.Run, status: RunStatus, values: dict[str, Any]) -> tables.Run | None:
     """The guarded move of `run` to `status` inside `session`: the updated row, or None if it had moved on."""
     runs = RunRepository(session, run.project_id)
@@ -182,12 +172,12 @@ class RunExecutor:
             raise
         except Exception as exc:
             try:
-                if is_unavailable(exc):
+                if isinstance(exc, StoreUnavailable):
                     raise
                 log.exception("run %s failed unexpectedly", run.id)
                 await self._fail(run, "server_error", "The run failed because of an internal error.")
             except Exception as failure:
-                if not is_unavailable(failure):
+                if not isinstance(failure, StoreUnavailable):
                     raise
                 # the lease runs out, and a worker starts the run again once the database is back
                 log.warning("run %s: database unavailable (%s); it will be retried", run.id, type(failure).__name__)
@@ -227,38 +217,33 @@ class RunExecutor:
                 metrics.QUEUE_WAIT.observe(max(time.time() - run.created_at, 0.0))
             run = moved
         try:
-            engine = self.registry.text(run.model)
-            app = await self._app(run)
-            if app == TRANSLATOR.name:
-                engine = ProtectedTranslation(engine)
+            strategy = strategy_for(run.app)
+            engine = strategy.engine(self.registry.text(run.model))
             hits = await self._search_files(run)
             request = await self._fit(run, engine, await self._request(run, engine, hits))
+        except StoreUnavailable:
+            raise  # not the run's fault: it is taken up again once the database is back
         except AssistdError as exc:
             await self._fail(run, "invalid_prompt", exc.message)
             return
         if request is None:
             await self._move(run, RunStatus.INCOMPLETE, incomplete_details={"reason": "max_prompt_tokens"})
             return
-        if app in PRESETS and request.max_tokens is None and PRESETS[app].answer_tokens:
-            request = replace(request, max_tokens=PRESETS[app].answer_tokens)  # a cut here still completes
-        if app == SUMMARIZER.name and (budget := _prompt_budget(run, engine)) is not None:
-            try:
-                condensed = await condense(engine, request, budget)
-            except AssistdError as exc:
-                await self._fail(run, "server_error", exc.message)
-                return
+        request = strategy.bound_answer(request)
+        try:
+            condensed = await strategy.fit(engine, request, _prompt_budget(run, engine))
+        except StoreUnavailable:
+            raise
+        except AssistdError as exc:
+            await self._fail(run, "server_error", exc.message)
+            return
+        if condensed is not None:
             request = condensed.request
             if condensed.rounds:
                 log.info("run %s: summarised its text part by part in %d round(s)", run.id, condensed.rounds)
-                run.usage = _usage(condensed.usage)  # counted into the run's usage with the answer's
+                run.usage = wire.usage(condensed.usage)  # counted into the run's usage with the answer's
                 await self._record_usage(run, condensed.usage)
         await self._generate(run, lost, engine, request, hits)
-
-    async def _app(self, run: tables.Run) -> str | None:
-        """The preset the run's assistant was installed from (apps/presets.py), if any."""
-        async with self.db.read() as session:
-            assistant = await AssistantRepository(session, run.project_id).get(run.assistant_id)
-        return (assistant.metadata_ or {}).get(APP_KEY) if assistant is not None else None
 
     async def _search_files(self, run: tables.Run) -> list[Hit] | None:
         """Run the file_search tool once per run (a resumed run reuses its results); None without the tool."""
@@ -389,14 +374,7 @@ class RunExecutor:
                         message, step = await self._open_message(run)
                     text += chunk.text
                     self.bus.publish(run.id, "thread.message.delta", _text_delta(message.id, chunk.text))
-                for delta in chunk.tool_calls:
-                    call = calls.setdefault(
-                        delta.index,
-                        {"id": delta.id, "type": "function", "function": {"name": "", "arguments": "", "output": None}},
-                    )
-                    call["id"] = delta.id or call["id"]
-                    call["function"]["name"] += delta.name or ""
-                    call["function"]["arguments"] += delta.arguments
+                wire.extend_tool_calls(calls, chunk.tool_calls)
                 finish = chunk.finish_reason or finish
                 usage = chunk.usage or usage
                 if time.monotonic() >= next_check:
@@ -409,6 +387,8 @@ class RunExecutor:
         except InvalidRequest as exc:
             await self._fail(run, "invalid_prompt", exc.message, message, step, text)
             return
+        except StoreUnavailable:
+            raise
         except AssistdError as exc:
             await self._fail(run, "server_error", exc.message, message, step, text)
             return
@@ -417,14 +397,15 @@ class RunExecutor:
             await self._finish_cancel(run, message, step, text)
             return
         previous = run.usage or {}
-        run_usage = _usage(
+        run_usage = wire.usage(
             Usage(
                 previous.get("prompt_tokens", 0) + usage.prompt_tokens,
                 previous.get("completion_tokens", 0) + usage.completion_tokens,
             )
         )
         if calls and request.tool_choice != "none":  # calls nobody asked for are dropped
-            fresh = await self._fresh_calls(run, [calls[index] for index in sorted(calls)])
+            made = [{**call, "function": {**call["function"], "output": None}} for _, call in sorted(calls.items())]
+            fresh = await self._fresh_calls(run, made)
             if fresh:
                 await self._require_action(run, fresh, usage, run_usage)
                 return
@@ -515,7 +496,7 @@ class RunExecutor:
                 step = await RunStepRepository(session, run.project_id).get(step.id) or step
                 step.status = step_status
                 setattr(step, STEP_ENDED_AT[step_status], finished)
-                step.usage = _usage(usage) if usage else None
+                step.usage = wire.usage(usage) if usage else None
             self._add_usage(session, run, usage)
             row = await _transition(session, run, status, values)
         await self._charge(run, usage)
@@ -558,7 +539,7 @@ class RunExecutor:
     async def _require_action(
         self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage, run_usage: dict[str, int]
     ) -> None:
-        step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=_usage(usage))
+        step = _new_step(run, now(), {"type": "tool_calls", "tool_calls": calls}, usage=wire.usage(usage))
         async with self.db.write() as session:
             await RunStepRepository(session, run.project_id).add(step)
             self._add_usage(session, run, usage)

@@ -17,12 +17,12 @@ from collections.abc import Coroutine
 from typing import Any
 
 from assistd import metrics
+from assistd.errors import StoreUnavailable
 from assistd.lifecycle import RunStatus
 from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.services import wire
 from assistd.services.clock import now
-from assistd.store.database import is_unavailable
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import RunRepository
 
@@ -92,7 +92,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if is_unavailable(exc):
+                if isinstance(exc, StoreUnavailable):
                     log.warning("database unavailable (%s); the worker retries", type(exc).__name__)
                 else:
                     log.exception("worker loop error; retrying")

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import StringConstraints
 
 from assistd.schemas.common import (
+    AppName,
     Description,
     Instructions,
     Metadata,
@@ -37,6 +38,7 @@ class AssistantCreate(RequestModel):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
     response_language: ResponseLanguage = None
+    app: AppName = None
 
 
 class AssistantUpdate(RequestModel):
@@ -54,3 +56,4 @@ class AssistantUpdate(RequestModel):
     response_format: ResponseFormat | None = None
     reasoning_effort: ReasoningEffort | None = None
     response_language: ResponseLanguage = None
+    app: AppName = None

@@ -97,6 +97,8 @@ def _check_language(value: str | None) -> str | None:
 
 # assistd extension: the language the model answers in (an ISO 639-1 code such as "fr", or a name)
 ResponseLanguage = Annotated[str | None, AfterValidator(_check_language)]
+# assistd extension: the app preset an assistant behaves as (`assistd apps list`); its service checks the name
+AppName = Annotated[str | None, StringConstraints(min_length=1, max_length=64)]
 
 
 class FunctionDefinition(RequestModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from assistd.errors import NotFound
+from assistd.apps.strategies import STRATEGIES
+from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.services import wire
@@ -20,6 +21,12 @@ from assistd.store.pagination import Page, PageRequest
 from assistd.store.repositories import AssistantRepository
 
 
+def _check_app(app: str | None) -> None:
+    """An assistant may behave as one of the app presets (assistd extension field `app`)."""
+    if app is not None and app not in STRATEGIES:
+        raise InvalidRequest(f"Unknown app '{app}'; the apps are {', '.join(sorted(STRATEGIES))}.", param="app")
+
+
 class AssistantService:
     def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
@@ -28,6 +35,7 @@ class AssistantService:
     async def create(
         self, principal: Principal, body: AssistantCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
+        _check_app(body.app)
         row = tables.Assistant(
             id=new_id("assistant"),
             created_at=now(),
@@ -43,6 +51,7 @@ class AssistantService:
             response_format=to_stored(body.response_format),
             reasoning_effort=body.reasoning_effort,
             response_language=body.response_language,
+            app=body.app,
         )
         async with self.db.write() as session:
             assistants = AssistantRepository(session, principal.project_id)
@@ -68,6 +77,7 @@ class AssistantService:
 
     async def modify(self, principal: Principal, assistant_id: str, body: AssistantUpdate) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
+        _check_app(body.app)
         async with self.db.write() as session:
             row = await AssistantRepository(session, principal.project_id).get(assistant_id)
             if row is None:

@@ -24,6 +24,7 @@ from assistd.errors import AssistdError, InvalidRequest
 from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
 from assistd.schemas.embeddings import EmbeddingCreate
+from assistd.services import wire
 from assistd.services.clock import now
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
@@ -39,14 +40,6 @@ def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
-def _usage(usage: Usage) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
 @dataclass
 class Collected:
     """Everything one choice's stream said, put together."""
@@ -58,13 +51,7 @@ class Collected:
 
     def add(self, chunk: Chunk) -> None:
         self.text += chunk.text
-        for delta in chunk.tool_calls:
-            call = self.tool_calls.setdefault(
-                delta.index, {"id": delta.id, "type": "function", "function": {"name": "", "arguments": ""}}
-            )
-            call["id"] = delta.id or call["id"]
-            call["function"]["name"] += delta.name or ""
-            call["function"]["arguments"] += delta.arguments
+        wire.extend_tool_calls(self.tool_calls, chunk.tool_calls)
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
         if chunk.usage:
@@ -86,11 +73,9 @@ async def first_then_rest(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
 def error_event(exc: Exception) -> dict[str, Any]:
     """What a stream sends when generation fails after the 200: the SDK raises it as an APIError."""
     if isinstance(exc, AssistdError):
-        return {"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.code}}
+        return wire.error(exc.message, error_type=exc.error_type, param=exc.param, code=exc.code)
     log.exception("generation failed mid-stream", exc_info=exc)
-    return {
-        "error": {"message": "The model failed while generating.", "type": "server_error", "param": None, "code": None}
-    }
+    return wire.error("The model failed while generating.", error_type="server_error")
 
 
 class GenerationService:
@@ -154,7 +139,7 @@ class GenerationService:
             "created": now(),
             "model": body.model,
             "choices": choices,
-            "usage": _usage(usage),
+            "usage": wire.usage(usage),
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "service_tier": "default",
         }
@@ -213,7 +198,7 @@ class GenerationService:
                         total = Usage(part.usage.prompt_tokens, total.completion_tokens + part.usage.completion_tokens)
             await self._record(principal, "chat.completion", body.model, base["id"], total, started)
             if include_usage:
-                yield {**base, "choices": [], "usage": _usage(total)}
+                yield {**base, "choices": [], "usage": wire.usage(total)}
 
         return chunks()
 
@@ -257,7 +242,7 @@ class GenerationService:
             "created": now(),
             "model": model,
             "choices": choices,
-            "usage": _usage(usage),
+            "usage": wire.usage(usage),
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
 
@@ -305,7 +290,7 @@ class GenerationService:
             usage = Usage(prompt_tokens, completion_tokens)
             await self._record(principal, "text_completion", model, base["id"], usage, started)
             if include_usage:
-                yield {**base, "choices": [], "usage": _usage(usage)}
+                yield {**base, "choices": [], "usage": wire.usage(usage)}
 
         return chunks()
 

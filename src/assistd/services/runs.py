@@ -31,7 +31,8 @@ from assistd.services.limits import LimitService
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
-from assistd.services.vector_stores import index_attachments, resolve_tool_resources
+from assistd.services.threads import add_thread
+from assistd.services.vector_stores import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import Page, PageRequest
@@ -40,7 +41,6 @@ from assistd.store.repositories import (
     MessageRepository,
     RunRepository,
     RunStepRepository,
-    ThreadRepository,
 )
 from assistd.tools.function import constraints
 
@@ -96,6 +96,7 @@ class RunService:
             max_completion_tokens=body.max_completion_tokens,
             truncation_strategy={"last_messages": None, **truncation},
             response_language=body.response_language or assistant.response_language,
+            app=assistant.app,
             attempts=0,
         )
         engine.check(GenerationRequest(messages=[], **constraints(run, rounds=0, max_rounds=1)))  # schemas: 400 now
@@ -203,21 +204,7 @@ class RunService:
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
             assistant = await self._assistant(session, principal, body.assistant_id)
-            created = now()
-            thread = tables.Thread(
-                id=new_id("thread"),
-                created_at=created,
-                metadata_=spec.metadata or {},
-                tool_resources=await resolve_tool_resources(
-                    session, principal.project_id, spec.tool_resources or body.tool_resources
-                ),
-            )
-            await ThreadRepository(session, principal.project_id).add(thread)
-            if spec.messages:
-                added = await MessageRepository(session, principal.project_id).add_many(
-                    [new_message_row(thread.id, message, created) for message in spec.messages]
-                )
-                await index_attachments(session, principal.project_id, thread, added)
+            thread = await add_thread(session, principal.project_id, spec, spec.tool_resources or body.tool_resources)
             instructions = _pick(body.instructions, assistant.instructions) or ""
             run = self._new_run(run_id, thread.id, assistant, body, instructions)
             prelude = [Event("thread.created", wire.thread(thread))]

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from assistd.errors import NotFound
 from assistd.ids import new_id
+from assistd.schemas.common import ToolResources
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
 from assistd.services import wire
 from assistd.services.clock import now
@@ -19,6 +22,27 @@ from assistd.store.database import Database
 from assistd.store.repositories import MessageRepository, ThreadRepository
 
 
+async def add_thread(
+    session: AsyncSession, project_id: str, spec: ThreadCreate, tool_resources: ToolResources | None
+) -> tables.Thread:
+    """A new thread with its first messages (their attachments indexed), in the caller's transaction; the tool
+    resources' references must be the project's."""
+    created_at = now()
+    thread = tables.Thread(
+        id=new_id("thread"),
+        created_at=created_at,
+        metadata_=spec.metadata or {},
+        tool_resources=await resolve_tool_resources(session, project_id, tool_resources),
+    )
+    await ThreadRepository(session, project_id).add(thread)
+    if spec.messages:
+        added = await MessageRepository(session, project_id).add_many(
+            [new_message_row(thread.id, message, created_at) for message in spec.messages]
+        )
+        await index_attachments(session, project_id, thread, added)
+    return thread
+
+
 class ThreadService:
     def __init__(self, db: Database, wake: Callable[[], None]) -> None:
         self.db = db
@@ -27,23 +51,11 @@ class ThreadService:
     async def create(
         self, principal: Principal, body: ThreadCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
-        created_at = now()
-        thread = tables.Thread(
-            id=new_id("thread"),
-            created_at=created_at,
-            tool_resources=None,
-            metadata_=body.metadata or {},
-        )
-        messages = [new_message_row(thread.id, message, created_at) for message in body.messages]
         async with self.db.write() as session:
             threads = ThreadRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, threads)) is not None:
                 return wire.thread(earlier)
-            thread.tool_resources = await resolve_tool_resources(session, principal.project_id, body.tool_resources)
-            await threads.add(thread)
-            if messages:
-                await MessageRepository(session, principal.project_id).add_many(messages)
-                await index_attachments(session, principal.project_id, thread, messages)
+            thread = await add_thread(session, principal.project_id, body, body.tool_resources)
             await remember(session, idempotency_key, principal.project_id, thread)
         self.wake()
         return wire.thread(thread)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from assistd.engines.base import ToolCallDelta, Usage
 from assistd.lifecycle import FileStatus, VectorStoreStatus
 from assistd.retrieval.search import Hit
 from assistd.store import tables
@@ -27,6 +28,7 @@ def assistant(row: tables.Assistant) -> dict[str, Any]:
         "response_format": row.response_format,
         "reasoning_effort": row.reasoning_effort,
         "response_language": row.response_language,
+        "app": row.app,
     }
 
 
@@ -94,6 +96,7 @@ def run(row: tables.Run) -> dict[str, Any]:
         "tool_choice": row.tool_choice if row.tool_choice is not None else "auto",
         "parallel_tool_calls": row.parallel_tool_calls,
         "response_language": row.response_language,
+        "app": row.app,
     }
 
 
@@ -224,3 +227,28 @@ def search_result(hit: Hit) -> dict[str, Any]:
         "attributes": hit.attributes,
         "content": [{"type": "text", "text": hit.text}],
     }
+
+
+def usage(counts: Usage) -> dict[str, int]:
+    """The usage object of a completion, a run or a run step."""
+    return {
+        "prompt_tokens": counts.prompt_tokens,
+        "completion_tokens": counts.completion_tokens,
+        "total_tokens": counts.total_tokens,
+    }
+
+
+def error(message: str, *, error_type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def extend_tool_calls(calls: dict[int, dict[str, Any]], deltas: Iterable[ToolCallDelta]) -> None:
+    """Add streamed pieces of tool calls to `calls` (by their index): function calls in OpenAI's shape."""
+    for delta in deltas:
+        call = calls.setdefault(
+            delta.index, {"id": delta.id, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
+        call["id"] = delta.id or call["id"]
+        call["function"]["name"] += delta.name or ""
+        call["function"]["arguments"] += delta.arguments

@@ -6,8 +6,11 @@ with "database is locked", while reads run in parallel on their own connections 
 durable when it returns (synchronous=FULL).
 
 On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
-a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up and the
-API answers 503 with Retry-After (api/errors.py).
+a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up.
+
+Errors of the database become typed errors here, once (`store_error`), as they leave a session: a database
+that cannot be reached is StoreUnavailable (503 with Retry-After), a full disk StorageFull (507), text it cannot
+keep an InvalidRequest (400); anything else (an IntegrityError, a wrong statement) goes up as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from assistd.config import Settings
+from assistd.errors import AssistdError, InvalidRequest, StorageFull, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,19 @@ _UNSTORABLE_TEXT = {"22021", "22P05"}
 def is_unstorable_text(exc: BaseException) -> bool:
     """Whether the database refused a value of the request (NUL in text) rather than failing."""
     return isinstance(exc, sa_exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in _UNSTORABLE_TEXT
+
+
+def store_error(exc: BaseException) -> AssistdError | None:
+    """The typed error that a database (or blob store) failure means, or None when it is not one of those."""
+    if isinstance(exc, AssistdError):
+        return None
+    if is_storage_full(exc):
+        return StorageFull(exc)
+    if is_unstorable_text(exc):
+        return InvalidRequest("Text cannot contain the NUL character (\\u0000).", code="invalid_value")
+    if is_unavailable(exc):
+        return StoreUnavailable(exc)
+    return None
 
 
 async def execute_dml(session: AsyncSession, statement: UpdateBase) -> CursorResult[Any]:
@@ -174,14 +191,24 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for queries only; it is rolled back at the end."""
-        async with self._reads() as session:
-            yield session
+        try:
+            async with self._reads() as session:
+                yield session
+        except Exception as exc:
+            if (typed := store_error(exc)) is not None:
+                raise typed from exc
+            raise
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """A transaction that commits when the block exits cleanly and rolls back on any error."""
-        async with self._writes() as session, session.begin():
-            yield session
+        try:
+            async with self._writes() as session, session.begin():
+                yield session
+        except Exception as exc:
+            if (typed := store_error(exc)) is not None:
+                raise typed from exc
+            raise
 
     async def dispose(self) -> None:
         await self._read_engine.dispose()

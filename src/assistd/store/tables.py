@@ -90,6 +90,7 @@ class Assistant(Base):
     response_format: Mapped[Any] = mapped_column(JSON, nullable=True)
     reasoning_effort: Mapped[str | None] = mapped_column(String(16))
     response_language: Mapped[str | None] = mapped_column(String(64))
+    app: Mapped[str | None] = mapped_column(String(64))  # the app preset it was installed as (apps/strategies.py)
 
 
 class Thread(Base):
@@ -169,6 +170,7 @@ class Run(Base):
     max_completion_tokens: Mapped[int | None] = mapped_column(Integer)
     truncation_strategy: Mapped[dict[str, Any]] = mapped_column(JSON)
     response_language: Mapped[str | None] = mapped_column(String(64))
+    app: Mapped[str | None] = mapped_column(String(64))  # its assistant's, when it was created
     started_at: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     cancelled_at: Mapped[int | None] = mapped_column(BigInteger)
