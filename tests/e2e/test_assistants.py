@@ -126,13 +126,17 @@ def test_list_contains_created_in_order(client: openai.OpenAI) -> None:
 
 def test_the_app_extension_field_is_checked_and_copied_onto_runs(client: openai.OpenAI) -> None:
     """`app` names a preset (or none); an unknown name is a 400 on `app`; a run takes its assistant's app when it
-    is created, and later edits of the assistant (metadata included) leave that run's alone."""
+    is created, and later edits of the assistant (metadata included) leave that run's alone; the metadata at
+    creation still names one, as earlier versions read it."""
     with pytest.raises(openai.BadRequestError) as refused:
         client.beta.assistants.create(model="gpt-4o", extra_body={"app": "no-such-app"})
     assert refused.value.body["param"] == "app"
     assistant = client.beta.assistants.create(model="gpt-4o", extra_body={"app": "summarizer"})
     assert assistant.model_extra["app"] == "summarizer"
     assert client.beta.assistants.create(model="gpt-4o").model_extra["app"] is None
+    # code written for earlier versions named the preset in the metadata at creation: it still gets it
+    legacy = client.beta.assistants.create(model="gpt-4o", metadata={"assistd_app": "translator"})
+    assert legacy.model_extra["app"] == "translator"
     thread = client.beta.threads.create()
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=1)
     assert run.model_extra["app"] == "summarizer"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from assistd.apps.presets import APP_KEY
 from assistd.apps.strategies import STRATEGIES
 from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
@@ -25,6 +26,15 @@ def _check_app(app: str | None) -> None:
     """An assistant may behave as one of the app presets (assistd extension field `app`)."""
     if app is not None and app not in STRATEGIES:
         raise InvalidRequest(f"Unknown app '{app}'; the apps are {', '.join(sorted(STRATEGIES))}.", param="app")
+
+
+def _app_at_creation(body: AssistantCreate) -> str | None:
+    """The assistant's app: the `app` field, else (as clients of earlier versions asked for one) a preset named
+    by `metadata["assistd_app"]` at creation. Later edits of the metadata change nothing."""
+    if "app" in body.model_fields_set:
+        return body.app
+    legacy = (body.metadata or {}).get(APP_KEY)
+    return legacy if legacy in STRATEGIES else None
 
 
 class AssistantService:
@@ -51,7 +61,7 @@ class AssistantService:
             response_format=to_stored(body.response_format),
             reasoning_effort=body.reasoning_effort,
             response_language=body.response_language,
-            app=body.app,
+            app=_app_at_creation(body),
         )
         async with self.db.write() as session:
             assistants = AssistantRepository(session, principal.project_id)
