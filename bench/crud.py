@@ -37,7 +37,7 @@ from _server import Server, checked, exit_with, percentile, running_server, verd
 from sqlalchemy import Engine, create_engine, insert, select
 
 from assistd.ids import new_id
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.messages import content_blocks
 from assistd.store import tables
 

@@ -35,7 +35,7 @@ from _server import Server, exit_with, percentile, running_server, verdict
 from sqlalchemy import create_engine, insert, select, update
 
 from assistd.ids import new_id
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.store import tables
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -29,7 +29,7 @@ from assistd.engines.base import SchemaBounds
 from assistd.engines.registry import ConfigError, ModelRegistry, load_config
 from assistd.errors import AssistdError
 from assistd.runtime.components import Components
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.container import Services
 
 UPLOAD_FRAMING_BYTES = 64 * 1024

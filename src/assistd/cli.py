@@ -336,7 +336,7 @@ def ingest(
     from assistd.schemas.common import StaticChunking
     from assistd.services.files import FileService
     from assistd.services.limits import LimitService
-    from assistd.services.local_ingest import LocalIngest
+    from assistd.runtime.local_ingest import LocalIngest
     from assistd.store.blobs import open_blob_store
 
     settings = _prepare()

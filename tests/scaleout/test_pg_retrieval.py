@@ -25,7 +25,7 @@ from assistd.retrieval.search import Hit, Retriever, Weights, indexes
 from assistd.retrieval.vectors import VectorIndex
 from assistd.runtime.ingestion import Ingestor
 from assistd.schemas.vector_stores import VectorStoreFileCreate
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore

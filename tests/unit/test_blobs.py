@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from assistd.config import Settings
 from assistd.ids import new_id
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore, open_blob_store
 from assistd.store.database import Database

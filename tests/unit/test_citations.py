@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from assistd.protocol.wire import file_search_call
 from assistd.retrieval.search import Hit
 from assistd.tools.file_search import (
     CITE_MIN_SHARED_WORDS,
@@ -18,7 +19,6 @@ from assistd.tools.file_search import (
     options,
     passages_prompt,
     store_ids,
-    tool_call,
 )
 
 REFUNDS = "Refunds are issued within 30 days of purchase. Contact support by email to start a refund."
@@ -282,7 +282,7 @@ def test_options_of_a_bare_file_search_tool_is_empty(tool: dict) -> None:
 
 
 def test_tool_call_shape() -> None:
-    call = tool_call("call_1", [HITS[1]], 0.25)
+    call = file_search_call("call_1", [HITS[1]], 0.25)
     assert call == {
         "id": "call_1",
         "type": "file_search",
@@ -301,18 +301,18 @@ def test_tool_call_shape() -> None:
 
 
 def test_hits_of_tool_call_round_trips() -> None:
-    back = hits_of(tool_call("call_1", HITS, 0.0))
+    back = hits_of(file_search_call("call_1", HITS, 0.0))
     assert [(h.file_id, h.filename, h.score, h.text) for h in back] == [
         (h.file_id, h.filename, h.score, h.text) for h in HITS
     ]
 
 
 def test_hits_of_empty_results() -> None:
-    assert hits_of(tool_call("call_1", [], 0.0)) == []
+    assert hits_of(file_search_call("call_1", [], 0.0)) == []
 
 
 def test_hits_of_joins_text_parts_and_tolerates_missing_content() -> None:
-    call = tool_call("call_1", HITS[:2], 0.0)
+    call = file_search_call("call_1", HITS[:2], 0.0)
     call["file_search"]["results"][0]["content"] = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
     del call["file_search"]["results"][1]["content"]
     back = hits_of(call)
@@ -323,4 +323,4 @@ def test_round_tripped_hits_cite_like_the_originals() -> None:
     answer = "Shipping takes five business days worldwide."
     original = cite(answer, HITS)
     assert original is not None and original.marker == " 【1†shipping.md】"
-    assert cite(answer, hits_of(tool_call("call_1", HITS, 0.0))) == original
+    assert cite(answer, hits_of(file_search_call("call_1", HITS, 0.0))) == original

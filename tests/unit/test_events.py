@@ -21,10 +21,10 @@ from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.ids import new_id
 from assistd.runtime import events as events_module
-from assistd.runtime.events import Event, LocalEventBus, PollingEventBus, RedisEventBus, Subscription
+from assistd.events.bus import Event, LocalEventBus, PollingEventBus, RedisEventBus, Subscription
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.schemas.runs import SubmitToolOutputs
-from assistd.services import wire
+from assistd.protocol import wire
 from assistd.services.limits import NO_LIMITS, LimitService, MemoryBuckets
 from assistd.services.principal import Principal
 from assistd.services.runs import RunService

@@ -13,9 +13,9 @@ from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
 from assistd.ids import new_id
-from assistd.runtime.events import LocalEventBus
+from assistd.events.bus import LocalEventBus
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.limits import NO_LIMITS, LimitService, MemoryBuckets
 from assistd.store import tables
 from assistd.store.database import Database

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from assistd.api.responses import JSONResponse
 from assistd.errors import AssistdError, StorageFull, StoreUnavailable
-from assistd.services import wire
+from assistd.protocol import wire
 from assistd.store.database import store_error
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from assistd.config import Settings
-from assistd.services import wire
+from assistd.protocol import wire
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
 from assistd.retrieval.search import Retriever
-from assistd.runtime.events import EventBus, create_event_bus
+from assistd.events.bus import EventBus, create_event_bus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker

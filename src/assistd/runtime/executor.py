@@ -26,9 +26,9 @@ from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.ids import new_id
 from assistd.lifecycle import STEP_ENDED_AT, TERMINAL_RUN, MessageStatus, RunStatus, StepStatus, sources_of
 from assistd.retrieval.search import Hit
-from assistd.runtime.events import EventBus
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.events.bus import EventBus
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.principal import Principal
 from assistd.services.usage import UsageService, usage_record
 from assistd.store import tables
@@ -271,7 +271,7 @@ class RunExecutor:
             return None
         threshold = (settings.get("ranking_options") or {}).get("score_threshold") or 0.0
         created = now()
-        call = file_search.tool_call(new_id("call"), hits, threshold)
+        call = wire.file_search_call(new_id("call"), hits, threshold)
         step = _new_step(
             run, created, {"type": "tool_calls", "tool_calls": [call]}, StepStatus.COMPLETED, completed_at=created
         )

@@ -21,8 +21,8 @@ from assistd.errors import StoreUnavailable
 from assistd.lifecycle import RunStatus
 from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.store.queue import RunQueue
 from assistd.store.repositories import RunRepository
 

@@ -10,8 +10,8 @@ from assistd.apps.strategies import STRATEGIES
 from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored

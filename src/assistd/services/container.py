@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
 from assistd.retrieval.search import Retriever
-from assistd.runtime.events import EventBus
+from assistd.events.bus import EventBus
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.generation import GenerationService

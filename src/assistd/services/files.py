@@ -12,8 +12,8 @@ from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
 from assistd.ids import new_id
 from assistd.schemas.common import require_storable
 from assistd.schemas.files import PURPOSES, FileExpiresAfter
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.limits import LimitService
 from assistd.services.principal import Principal

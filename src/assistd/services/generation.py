@@ -24,8 +24,8 @@ from assistd.errors import AssistdError, InvalidRequest
 from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
 from assistd.schemas.embeddings import EmbeddingCreate
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.services.usage import UsageService

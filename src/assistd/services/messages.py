@@ -11,8 +11,8 @@ from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.lifecycle import MessageStatus
 from assistd.schemas.messages import MessageCreate, MessageUpdate
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored

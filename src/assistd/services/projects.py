@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from assistd.errors import Conflict, InvalidRequest, NotFound
 from assistd.ids import new_id
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.database import Database

@@ -21,11 +21,11 @@ from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.lifecycle import RunStatus, StepStatus, sources_of
-from assistd.runtime.events import Event, EventBus, Subscription
+from assistd.events.bus import Event, EventBus, Subscription
 from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.schemas.threads import ThreadCreate
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.limits import LimitService
 from assistd.services.messages import new_message_row, require_thread

@@ -11,8 +11,8 @@ from assistd.errors import NotFound
 from assistd.ids import new_id
 from assistd.schemas.common import ToolResources
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from assistd import metrics
 from assistd.engines.base import Usage
 from assistd.errors import NotFound
-from assistd.services.clock import now
+from assistd.clock import now
 from assistd.services.limits import LimitService
 from assistd.services.principal import Principal
 from assistd.store import tables

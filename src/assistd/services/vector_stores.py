@@ -32,8 +32,8 @@ from assistd.schemas.vector_stores import (
     VectorStoreUpdate,
     resolve_chunking,
 )
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored

@@ -1,6 +1,6 @@
 """Table definitions (SQLAlchemy 2 declarative). Portable across SQLite and PostgreSQL.
 
-Rows are storage, not wire objects: services turn them into OpenAI shapes (see services/wire.py).
+Rows are storage, not wire objects: services turn them into OpenAI shapes (see protocol/wire.py).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from typing import Any
 from assistd.lifecycle import FileStatus
 from assistd.retrieval.search import Hit, Retriever
 from assistd.retrieval.words import content_words
-from assistd.services import wire
-from assistd.services.clock import now
+from assistd.protocol import wire
+from assistd.clock import now
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.repositories import ThreadRepository, VectorStoreFileRepository, VectorStoreRepository
@@ -60,26 +60,6 @@ def store_ids(*tool_resources: dict[str, Any] | None) -> list[str]:
             if store_id not in found:
                 found.append(store_id)
     return found
-
-
-def tool_call(call_id: str, hits: list[Hit], score_threshold: float) -> dict[str, Any]:
-    """The run step's file_search tool call, with its results (content is shown only when asked for)."""
-    return {
-        "id": call_id,
-        "type": "file_search",
-        "file_search": {
-            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": score_threshold},
-            "results": [
-                {
-                    "file_id": hit.file_id,
-                    "file_name": hit.filename,
-                    "score": hit.score,
-                    "content": [{"type": "text", "text": hit.text}],
-                }
-                for hit in hits
-            ],
-        },
-    }
 
 
 def hits_of(call: dict[str, Any]) -> list[Hit]:

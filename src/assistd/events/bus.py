@@ -5,7 +5,7 @@ A subscription is registered before `subscribe` returns, so it gets every event 
 ends with the event that says the run stopped (a terminal status or requires_action). Three buses:
 - LocalEventBus: in-process, when this process executes the runs;
 - RedisEventBus: one Redis stream per run, between processes. When Redis fails, or is silent while the stored
-  run has stopped, a subscription goes on from the store (event_replay), so its stream still ends well;
+  run has stopped, a subscription goes on from the store (events/replay.py), so its stream still ends well;
 - PollingEventBus: no Redis and runs executed in other processes: the events are derived from the store.
 """
 
@@ -30,7 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from assistd.errors import StoreUnavailable
 from assistd.lifecycle import STREAM_ENDING_RUN
-from assistd.runtime.event_replay import RunReplay
+from assistd.events.replay import RunReplay
 from assistd.store.database import Database
 
 log = logging.getLogger(__name__)

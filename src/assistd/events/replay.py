@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from assistd.lifecycle import STEP_ENDED_AT, STREAM_ENDING_RUN, MessageStatus, RunStatus, StepStatus
-from assistd.services import wire
+from assistd.protocol import wire
 from assistd.store import tables
 from assistd.store.database import Database
 

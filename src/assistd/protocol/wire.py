@@ -252,3 +252,68 @@ def extend_tool_calls(calls: dict[int, dict[str, Any]], deltas: Iterable[ToolCal
         call["id"] = delta.id or call["id"]
         call["function"]["name"] += delta.name or ""
         call["function"]["arguments"] += delta.arguments
+
+
+def message_text_delta(message_id: str, text: str, annotations: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A thread.message.delta adding `text` (and the annotations that point into it) to the message."""
+    return {
+        "id": message_id,
+        "object": "thread.message.delta",
+        "delta": {
+            "content": [
+                {
+                    "index": 0,
+                    "type": "text",
+                    "text": {"value": text, "annotations": [{"index": i, **a} for i, a in enumerate(annotations)]},
+                }
+            ]
+        },
+    }
+
+
+def step_tool_calls_delta(step_id: str, calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A thread.run.step.delta bringing `calls` into a tool_calls step (clients append deltas to the step)."""
+    return {
+        "id": step_id,
+        "object": "thread.run.step.delta",
+        "delta": {
+            "step_details": {
+                "type": "tool_calls",
+                "tool_calls": [{"index": index, **call} for index, call in enumerate(calls)],
+            }
+        },
+    }
+
+
+def function_call(call: dict[str, Any]) -> dict[str, Any]:
+    """A function call as the model made it (id, name, arguments), without its output."""
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["function"]["name"], "arguments": call["function"]["arguments"]},
+    }
+
+
+def submit_tool_outputs(calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A run's required_action: the function calls whose outputs the client must submit."""
+    return {"type": "submit_tool_outputs", "submit_tool_outputs": {"tool_calls": [function_call(c) for c in calls]}}
+
+
+def file_search_call(call_id: str, hits: Sequence[Hit], score_threshold: float) -> dict[str, Any]:
+    """A run step's file_search tool call, with its results (their content is shown only when asked for)."""
+    return {
+        "id": call_id,
+        "type": "file_search",
+        "file_search": {
+            "ranking_options": {"ranker": "default_2024_08_21", "score_threshold": score_threshold},
+            "results": [
+                {
+                    "file_id": hit.file_id,
+                    "file_name": hit.filename,
+                    "score": hit.score,
+                    "content": [{"type": "text", "text": hit.text}],
+                }
+                for hit in hits
+            ],
+        },
+    }
