@@ -29,8 +29,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from assistd.errors import StoreUnavailable
-from assistd.lifecycle import STREAM_ENDING_RUN
 from assistd.events.replay import RunReplay
+from assistd.lifecycle import STREAM_ENDING_RUN
 from assistd.store.database import Database
 
 log = logging.getLogger(__name__)

@@ -12,20 +12,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from assistd.lifecycle import STEP_ENDED_AT, STREAM_ENDING_RUN, MessageStatus, RunStatus, StepStatus
+from assistd.events import announce
+from assistd.events.announce import Named
+from assistd.lifecycle import STREAM_ENDING_RUN, MessageStatus, RunStatus, StepStatus
 from assistd.protocol import wire
 from assistd.store import tables
 from assistd.store.database import Database
-
-Named = tuple[str, dict[str, Any]]
-_STEP_ENDS = tuple(STEP_ENDED_AT.values())
-_MESSAGE_ENDS = ("completed_at", "incomplete_at", "incomplete_details")
-_UNFINISHED_STEP: dict[str, Any] = {"status": StepStatus.IN_PROGRESS, **dict.fromkeys(_STEP_ENDS)}
-_UNFINISHED_MESSAGE: dict[str, Any] = {
-    "status": MessageStatus.IN_PROGRESS,
-    "content": [],
-    **dict.fromkeys(_MESSAGE_ENDS),
-}
 
 
 def _run_state(shown: dict[str, Any]) -> tuple[str, Any]:
@@ -91,9 +83,9 @@ class RunReplay:
             return []
         events: list[Named] = []
         stopping: list[Named] = []
-        shown = wire.run(run)
-        if run.status != RunStatus.QUEUED and _run_state(shown) != self._run:  # queued is in every stream's prelude
-            (stopping if run.status in STREAM_ENDING_RUN else events).append((f"thread.run.{run.status}", shown))
+        moved = announce.run_moved(run)
+        if run.status != RunStatus.QUEUED and _run_state(moved[1]) != self._run:  # queued is in every prelude
+            (stopping if run.status in STREAM_ENDING_RUN else events).append(moved)
         unlinked = {message.id: message for message in messages}
         for step in steps:
             linked = step.step_details.get("message_creation", {}).get("message_id")
@@ -104,27 +96,23 @@ class RunReplay:
         return events + stopping
 
     def _step(self, step: tables.RunStep, message: tables.Message | None) -> list[Named]:
-        shown = wire.run_step(step)
         events: list[Named] = []
         if step.id not in self._steps:
-            opened = {**shown, **_UNFINISHED_STEP}
-            events += [("thread.run.step.created", opened), ("thread.run.step.in_progress", opened)]
+            events += announce.step_opened(step)
         if message is not None:
             events += self._message(message)
         if step.status != StepStatus.IN_PROGRESS and self._steps.get(step.id) != step.status:
-            events.append((f"thread.run.step.{step.status}", shown))
+            events.append(announce.step_ended(step))
         return events
 
     def _message(self, message: tables.Message) -> list[Named]:
-        shown = wire.message(message)
         events: list[Named] = []
         if message.id not in self._messages:
-            opened = {**shown, **_UNFINISHED_MESSAGE}
-            events += [("thread.message.created", opened), ("thread.message.in_progress", opened)]
+            events += announce.message_opened(message)
         if message.status != MessageStatus.IN_PROGRESS and self._messages.get(message.id) != message.status:
             if message.id not in self._streamed and message.content:
                 events.append(("thread.message.delta", _whole_text(message)))
-            events.append((f"thread.message.{message.status}", shown))
+            events.append(announce.message_ended(message))
         return events
 
     async def _load(self) -> tuple[tables.Run | None, list[tables.RunStep], list[tables.Message]]:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
-from assistd.retrieval.search import Retriever
 from assistd.events.bus import EventBus, create_event_bus
+from assistd.retrieval.search import Retriever
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker
@@ -19,6 +19,7 @@ from assistd.services.usage import UsageService
 from assistd.store.blobs import BlobStore, open_blob_store
 from assistd.store.database import Database
 from assistd.tools.file_search import FileSearch
+from assistd.tools.registry import run_tools
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Components:
                 ExecutorSettings(
                     settings.run_lease_seconds, settings.tool_output_timeout_seconds, settings.max_tool_rounds
                 ),
-                FileSearch(db, retriever),
+                run_tools(FileSearch(db, retriever)),
                 usage,
             )
             worker = Worker(

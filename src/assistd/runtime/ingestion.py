@@ -14,7 +14,6 @@ tokenizing step under way finishes (the character cap keeps it short) with its r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
@@ -27,6 +26,7 @@ from assistd.lifecycle import FileStatus
 from assistd.retrieval.chunking import TokenChunker
 from assistd.retrieval.ingest import Progress, prepare
 from assistd.retrieval.parsing import MAX_TEXT_CHARS, InvalidFile, UnsupportedFile
+from assistd.runtime.lease import lease_kept
 from assistd.store import tables
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database, execute_dml
@@ -73,9 +73,20 @@ class Ingestor:
 
     async def ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None = None) -> None:
         """Ingest a claimed file; `progress(done, total)` hears of each batch of embedded windows."""
-        heartbeat = asyncio.create_task(self._heartbeat(job, worker_id, asyncio.current_task()))
+        work = asyncio.current_task()
+
+        def stop_work() -> None:  # another worker has the file now
+            if work is not None:
+                work.cancel()
+
         try:
-            await self._ingest(job, worker_id, progress)
+            async with lease_kept(
+                f"{job.id} in {job.vector_store_id}",
+                lambda expires_at: self.queue.renew(job, worker_id, expires_at),
+                self.lease_seconds,
+                on_lost=stop_work,
+            ):
+                await self._ingest(job, worker_id, progress)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -83,10 +94,6 @@ class Ingestor:
             await self._finish(
                 job, worker_id, FileStatus.FAILED, _error("server_error", "The file could not be processed.")
             )
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
 
     async def _ingest(self, job: tables.VectorStoreFile, worker_id: str, progress: Progress | None) -> None:
         if job.attempts > MAX_ATTEMPTS:
@@ -174,15 +181,6 @@ class Ingestor:
             if deleted:
                 await self.blobs.delete(file.project_id, file.id)
                 log.info("file %s expired and was deleted", file.id)
-
-    async def _heartbeat(self, job: tables.VectorStoreFile, worker_id: str, work: asyncio.Task[Any] | None) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            if not await self.queue.renew(job, worker_id, time.time() + self.lease_seconds):
-                log.warning("lost the lease on %s in %s; stopping", job.id, job.vector_store_id)
-                if work is not None:
-                    work.cancel()
-                return
 
 
 def _error(code: str, message: str) -> dict[str, str]:

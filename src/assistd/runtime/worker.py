@@ -16,15 +16,11 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
-from assistd import metrics
+from assistd.clock import now
 from assistd.errors import StoreUnavailable
-from assistd.lifecycle import RunStatus
 from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
-from assistd.protocol import wire
-from assistd.clock import now
 from assistd.store.queue import RunQueue
-from assistd.store.repositories import RunRepository
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +110,4 @@ class Worker:
         """requires_action past expires_at → expired (and its pending tool-calls step too)."""
         moment = now()
         for run in await self.queue.overdue_actions(moment):
-            async with self.executor.db.write() as session:
-                runs = RunRepository(session, run.project_id)
-                if not await runs.end(
-                    run.id, RunStatus.EXPIRED, moment, sources={RunStatus.REQUIRES_ACTION}, required_action=None
-                ):
-                    continue
-                expired = await runs.get(run.id)
-                assert expired is not None  # ended just now, in this transaction
-            metrics.observe_run_end(RunStatus.EXPIRED, run.created_at, time.time())
-            self.executor.bus.publish(run.id, "thread.run.expired", wire.run(expired))
+            await self.executor.recorder.expire(run, moment)

@@ -10,19 +10,24 @@ that says the knowledge base has nothing gets no citation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
+from sqlalchemy import select
+
+from assistd.clock import now
+from assistd.ids import new_id
 from assistd.lifecycle import FileStatus
+from assistd.protocol import wire
 from assistd.retrieval.search import Hit, Retriever
 from assistd.retrieval.words import content_words
-from assistd.protocol import wire
-from assistd.clock import now
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.repositories import ThreadRepository, VectorStoreFileRepository, VectorStoreRepository
+from assistd.tools.base import Citation, Gathered, Recorder, Tool
 
 DEFAULT_MAX_RESULTS = 10
 INGESTION_WAIT_SECONDS = 120.0
@@ -36,12 +41,6 @@ PASSAGES_INTRO = (
     "Answer from the following excerpts of the user's files. If they do not contain the answer, say that the "
     "files do not say."
 )
-
-
-@dataclass(frozen=True)
-class Citation:
-    marker: str  # the text appended to the answer, e.g. " 【0†faq.md】"
-    annotations: list[dict[str, Any]]
 
 
 def options(tools: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -131,12 +130,57 @@ def _best_sentence(text: str, answer_words: set[str]) -> str:
     return max(sentences, key=lambda s: len(_words(s) & answer_words), default=text.strip())[:500]
 
 
-class FileSearch:
-    """Runs the search for a run: resolves its stores, waits for their files to be ingested, searches."""
+def _earlier_hits(steps: Sequence[tables.RunStep]) -> list[Hit] | None:
+    """The results of this run's search, when an earlier attempt made it (a resumed run does not search again)."""
+    for step in steps:
+        for call in step.step_details.get("tool_calls", []) if step.type == "tool_calls" else []:
+            if call["type"] == "file_search":
+                return hits_of(call)
+    return None
+
+
+class FileSearch(Tool):
+    """The tool: resolves a run's stores, waits for their files to be ingested, searches for the latest user
+    message, records the search as a step, and gives the model the passages and the answer its citations."""
+
+    type: ClassVar[str] = "file_search"
 
     def __init__(self, db: Database, retriever: Retriever) -> None:
         self.db = db
         self.retriever = retriever
+
+    async def gather(
+        self, run: tables.Run, steps: Sequence[tables.RunStep], recorder: Recorder, gathered: Gathered, room: int | None
+    ) -> None:
+        settings = options(run.tools)
+        if settings is None:
+            return
+        hits = _earlier_hits(steps)
+        if hits is None:
+            hits = await self.search(run, settings, await self._last_user_text(run))
+            if hits is None:
+                return
+            threshold = (settings.get("ranking_options") or {}).get("score_threshold") or 0.0
+            await recorder.add_tool_step(run, [wire.file_search_call(new_id("call"), hits, threshold)])
+        gathered.system.append(passages_prompt(hits, room))
+        if hits:
+            gathered.citers.append(functools.partial(cite, hits=hits))
+
+    async def _last_user_text(self, run: tables.Run) -> str:
+        async with self.db.read() as session:
+            message = await session.scalar(
+                select(tables.Message)
+                .where(
+                    tables.Message.project_id == run.project_id,
+                    tables.Message.thread_id == run.thread_id,
+                    tables.Message.role == "user",
+                )
+                .order_by(tables.Message.id.desc())
+                .limit(1)
+            )
+        if message is None:
+            return ""
+        return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
     async def search(self, run: tables.Run, settings: dict[str, Any], query: str) -> list[Hit] | None:
         """The passages for `query`, best first; None when neither the assistant nor the thread has a store."""

@@ -1,0 +1,35 @@
+"""Fitting a prompt to a model: the budget of prompt tokens, and dropping the oldest turns until it fits."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from assistd.engines.base import GenerationRequest, TextEngine
+
+ANSWER_ROOM_TOKENS = 512  # kept free for the answer when old messages must go
+
+
+def prompt_budget(context: int | None, max_prompt: int | None, max_answer: int | None) -> int | None:
+    """The most prompt tokens a generation may use: the context less room for the answer, and `max_prompt`."""
+    room = min(max_answer or ANSWER_ROOM_TOKENS, context // 4) if context else 0
+    budgets = [limit for limit in (max_prompt, context - room if context else None) if limit]
+    return min(budgets) if budgets else None
+
+
+async def fit(
+    engine: TextEngine, request: GenerationRequest, budget: int | None
+) -> tuple[GenerationRequest, int | None]:
+    """`request` without its oldest messages (never the system message, never the last message, never a tool
+    result without its call) until its prompt fits `budget`; with the prompt's tokens (None when the engine
+    cannot count them)."""
+    messages = list(request.messages or [])
+    if budget is None:
+        return request, None
+    first = 1 if messages and messages[0]["role"] == "system" else 0
+    while (tokens := await engine.count_prompt_tokens(replace(request, messages=messages))) is not None:
+        if tokens <= budget or len(messages) - first <= 1:
+            break
+        del messages[first]
+        while len(messages) - first > 1 and messages[first]["role"] == "tool":
+            del messages[first]
+    return replace(request, messages=messages), tokens

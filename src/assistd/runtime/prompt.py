@@ -1,0 +1,89 @@
+"""A run's prompt: its instructions (with the response language and what its tools gathered), the thread's
+messages, and this run's earlier tool calls with their outputs, as one generation request fitted to the model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from assistd import languages
+from assistd.engines.base import GenerationRequest, TextEngine
+from assistd.generation.fitting import fit, prompt_budget
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.tools.base import Gathered
+from assistd.tools.registry import ToolRegistry
+
+PASSAGE_CHARS_PER_CONTEXT_TOKEN = 2  # what tools gather may take about half the context (~4 chars a token)
+
+
+def budget(run: tables.Run, engine: TextEngine) -> int | None:
+    """The most prompt tokens the run may use on this engine."""
+    return prompt_budget(engine.context_length or None, run.max_prompt_tokens, run.max_completion_tokens)
+
+
+def gathered_room(engine: TextEngine) -> int | None:
+    """How many characters what the tools gather may take in the prompt (no limit when the context is unknown)."""
+    return engine.context_length * PASSAGE_CHARS_PER_CONTEXT_TOKEN if engine.context_length else None
+
+
+def _text_of(message: tables.Message) -> str:
+    return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
+
+
+def _system(run: tables.Run, gathered: Gathered) -> str:
+    parts = [run.instructions or ""]
+    if run.response_language:
+        parts.append(languages.instruction(run.response_language))
+    return "\n\n".join(part for part in (*parts, *gathered.system) if part)
+
+
+async def thread_messages(db: Database, run: tables.Run) -> list[tables.Message]:
+    """The thread's messages, oldest first, as the run's truncation strategy keeps them."""
+    async with db.read() as session:
+        messages = list(
+            (
+                await session.scalars(
+                    select(tables.Message)
+                    .where(tables.Message.project_id == run.project_id, tables.Message.thread_id == run.thread_id)
+                    .order_by(tables.Message.id)
+                )
+            ).all()
+        )
+    last = run.truncation_strategy.get("last_messages") if run.truncation_strategy.get("type") == "last_messages" else 0
+    return messages[-last:] if last else messages
+
+
+def build(
+    run: tables.Run,
+    messages: Sequence[tables.Message],
+    steps: Sequence[tables.RunStep],
+    tools: ToolRegistry,
+    gathered: Gathered,
+    max_tool_rounds: int,
+) -> GenerationRequest:
+    """The generation request for the run's next model round."""
+    conversation: list[dict[str, Any]] = []
+    if system := _system(run, gathered):
+        conversation.append({"role": "system", "content": system})
+    conversation += [{"role": message.role, "content": _text_of(message)} for message in messages]
+    turns, rounds = tools.history(steps)
+    return GenerationRequest(
+        messages=conversation + turns,
+        max_tokens=run.max_completion_tokens,
+        temperature=run.temperature,
+        top_p=run.top_p,
+        response_format=run.response_format if run.response_format not in (None, "auto") else None,
+        **tools.declare(run, rounds, max_tool_rounds),
+    )
+
+
+async def fitted(run: tables.Run, engine: TextEngine, request: GenerationRequest) -> GenerationRequest | None:
+    """`request` without its oldest messages until it fits the context (leaving room for the answer) and
+    `max_prompt_tokens`; None when that limit cannot be met."""
+    request, tokens = await fit(engine, request, budget(run, engine))
+    if run.max_prompt_tokens and tokens is not None and tokens > run.max_prompt_tokens:
+        return None
+    return request

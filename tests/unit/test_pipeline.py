@@ -1,0 +1,175 @@
+"""The stages of a run's generation pipeline, each alone: the lease keeper, prompt fitting, the run's prompt,
+and the tool registry's hooks (function calls handed to the client, file_search results reused)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from assistd.engines.base import GenerationRequest, Usage
+from assistd.generation.fitting import fit, prompt_budget
+from assistd.protocol import wire
+from assistd.retrieval.search import Hit
+from assistd.runtime import prompt
+from assistd.runtime.lease import lease_kept
+from assistd.store import tables
+from assistd.tools.base import Gathered
+from assistd.tools.file_search import PASSAGES_INTRO, FileSearch
+from assistd.tools.registry import run_tools
+from tests.fakes import ScriptedEngine
+
+
+def _run(**values: Any) -> tables.Run:
+    defaults: dict[str, Any] = {
+        "id": "run_1",
+        "project_id": "proj_1",
+        "thread_id": "thread_1",
+        "assistant_id": "asst_1",
+        "model": "fake",
+        "instructions": "Be brief.",
+        "tools": [],
+        "tool_choice": None,
+        "parallel_tool_calls": True,
+        "response_format": None,
+        "response_language": None,
+        "truncation_strategy": {"type": "auto"},
+        "max_prompt_tokens": None,
+        "max_completion_tokens": None,
+        "temperature": None,
+        "top_p": None,
+        "usage": None,
+    }
+    return tables.Run(**{**defaults, **values})
+
+
+def _message(text: str, role: str = "user") -> tables.Message:
+    return tables.Message(role=role, content=[{"type": "text", "text": {"value": text, "annotations": []}}])
+
+
+def _step(calls: list[dict[str, Any]]) -> tables.RunStep:
+    return tables.RunStep(type="tool_calls", step_details={"type": "tool_calls", "tool_calls": calls})
+
+
+WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+
+
+def _call(call_id: str, city: str, output: str | None) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": "weather", "arguments": city, "output": output}}
+
+
+class Recorded:
+    """A recorder that keeps what tools ask of it."""
+
+    def __init__(self) -> None:
+        self.tool_steps: list[list[dict[str, Any]]] = []
+        self.actions: list[tuple[list[dict[str, Any]], Usage]] = []
+
+    async def add_tool_step(self, run: tables.Run, calls: list[dict[str, Any]]) -> None:
+        self.tool_steps.append(calls)
+
+    async def require_action(self, run: tables.Run, calls: list[dict[str, Any]], usage: Usage) -> None:
+        self.actions.append((calls, usage))
+
+
+# -- the lease keeper -----------------------------------------------------------------------------------------
+
+
+def test_a_lost_lease_is_reported_once_and_a_failed_renewal_is_retried() -> None:
+    answers: list[object] = [RuntimeError("store busy"), True, False]
+    asked: list[float] = []
+    lost: list[bool] = []
+
+    async def renew(expires_at: float) -> bool:
+        asked.append(expires_at)
+        answer = answers.pop(0) if answers else True
+        if isinstance(answer, Exception):
+            raise answer
+        return bool(answer)
+
+    async def main() -> None:
+        async with lease_kept("job", renew, 0.06, lambda: lost.append(True)):
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert lost == [True]
+    assert len(asked) == 3  # the failed renewal was tried again; nothing after the loss
+
+
+# -- fitting ----------------------------------------------------------------------------------------------------
+
+
+def test_the_budget_keeps_room_for_the_answer_and_max_prompt_tokens() -> None:
+    assert prompt_budget(1000, None, None) == 750  # a quarter of the context at most
+    assert prompt_budget(1000, None, 100) == 900
+    assert prompt_budget(1000, 300, None) == 300
+    assert prompt_budget(None, None, None) is None
+
+
+def test_fitting_drops_the_oldest_turns_but_never_the_system_the_last_or_a_lone_tool_result() -> None:
+    messages = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "one two three"},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "tool", "content": "four five"},
+        {"role": "user", "content": "six seven"},
+    ]
+    request, tokens = asyncio.run(fit(ScriptedEngine(), GenerationRequest(messages=messages), 3))
+    assert request.messages == [messages[0], messages[-1]]
+    assert tokens == 3
+
+
+# -- the run's prompt -------------------------------------------------------------------------------------------
+
+
+def test_the_prompt_holds_instructions_language_gathered_context_thread_and_tool_rounds() -> None:
+    run = _run(response_language="fr", tools=[WEATHER], tool_choice="required")
+    gathered = Gathered(system=["Excerpts: ..."])
+    steps = [_step([_call("call_1", '{"city": "Paris"}', "sunny")])]
+    request = prompt.build(run, [_message("Weather?")], steps, run_tools(), gathered, max_tool_rounds=8)
+    system, user, asked, answered = request.messages
+    assert system["role"] == "system"
+    assert system["content"].startswith("Be brief.") and system["content"].endswith("Excerpts: ...")
+    assert "French" in system["content"]
+    assert user == {"role": "user", "content": "Weather?"}
+    assert asked["tool_calls"][0]["id"] == "call_1" and "output" not in asked["tool_calls"][0]["function"]
+    assert answered == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+    assert request.tools == [WEATHER]
+    assert request.tool_choice == "none"  # the forced call was made: the model answers with its output
+
+
+def test_a_run_without_tools_offers_none() -> None:
+    request = prompt.build(_run(), [_message("Hi")], [], run_tools(), Gathered(), max_tool_rounds=8)
+    assert not request.tools and request.tool_choice is None
+
+
+# -- the tool registry ------------------------------------------------------------------------------------------
+
+
+def test_function_calls_go_to_the_client_unless_already_answered() -> None:
+    run, recorder, tools = _run(tools=[WEATHER]), Recorded(), run_tools()
+    steps = [_step([_call("call_1", '{"city": "Paris"}', "sunny")])]
+    repeated = [_call("call_2", '{ "city":"Paris" }', None)]
+    assert not asyncio.run(tools.take_calls(run, repeated, Usage(5, 2), steps, recorder))
+    assert recorder.actions == []
+    fresh = [_call("call_3", '{"city": "Rome"}', None), _call("call_4", '{"city": "Rome"}', None)]
+    assert asyncio.run(tools.take_calls(run, fresh, Usage(5, 2), steps, recorder))
+    [(calls, usage)] = recorder.actions
+    assert [c["id"] for c in calls] == ["call_3"] and usage == Usage(5, 2)
+
+
+def test_file_search_reuses_the_results_of_an_earlier_attempt_and_cites_them() -> None:
+    hit = Hit(0, "", "file_1", "faq.md", "Refunds are issued within 30 days of purchase.", 0.9, {})
+    run = _run(tools=[{"type": "file_search"}])
+    steps = [_step([wire.file_search_call("call_1", [hit], 0.0)])]
+    recorder, gathered = Recorded(), Gathered()
+
+    class NoSearch(FileSearch):
+        async def search(self, *args: Any) -> list[Hit] | None:
+            raise AssertionError("searched again")
+
+    asyncio.run(NoSearch(None, None).gather(run, steps, recorder, gathered, room=None))  # type: ignore[arg-type]
+    assert recorder.tool_steps == []
+    [passages] = gathered.system
+    assert passages.startswith(PASSAGES_INTRO) and "faq.md" in passages
+    citation = gathered.cite("Refunds are issued within 30 days.")
+    assert citation is not None and citation.annotations[0]["file_citation"]["file_id"] == "file_1"
