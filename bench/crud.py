@@ -36,8 +36,8 @@ import openai
 from _server import Server, checked, exit_with, percentile, running_server, verdict
 from sqlalchemy import Engine, create_engine, insert, select
 
-from assistd.ids import new_id
 from assistd.clock import now
+from assistd.ids import new_id
 from assistd.services.messages import content_blocks
 from assistd.store import tables
 

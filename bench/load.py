@@ -52,12 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from _server import checked, die_with_parent, exit_with, percentile
+from _server import checked, exit_with, percentile
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is a package at the repository root, not installed
 
-from deploy.localcluster import Cluster, Postgres, Redis, free_port  # noqa: E402
+from deploy.localcluster import Cluster, Postgres, Redis, die_with_parent, free_port  # noqa: E402
 from deploy.stub_upstream import models_file  # noqa: E402
 
 MODEL = "stub"

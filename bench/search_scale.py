@@ -34,8 +34,8 @@ import openai
 from _server import Server, exit_with, percentile, running_server, verdict
 from sqlalchemy import create_engine, insert, select, update
 
-from assistd.ids import new_id
 from assistd.clock import now
+from assistd.ids import new_id
 from assistd.store import tables
 
 CORPUS = Path(__file__).parent / "corpus"

