@@ -225,7 +225,8 @@ def projects_limits(
 ) -> None:
     """Show a project's (or one of its keys') limits, or set them: --rpm requests a minute, --tpm tokens a minute,
     --runs runs queued or in progress at once, --stored-bytes bytes of files kept. Applies within seconds."""
-    from assistd.services.limits import LIMIT_FIELDS, LimitService
+    from assistd.services.limit_settings import LIMIT_FIELDS
+    from assistd.services.limits import LimitService
 
     settings = _prepare()
     given = {"--rpm": rpm, "--tpm": tpm, "--runs": runs, "--stored-bytes": stored_bytes}

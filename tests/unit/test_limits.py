@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from assistd.services.limits import MemoryBuckets, RedisBuckets, duration
+from assistd.services.buckets import MemoryBuckets, RedisBuckets
+from assistd.services.refusals import duration
 from deploy.localcluster import Redis
 
 
@@ -94,7 +95,8 @@ def test_a_storm_of_run_creates_over_the_limit_is_refused_without_waiting(tmp_pa
     (each holding its place 0.3 s, as a create waiting for the write lock would), 3 go on and 37 are refused
     at once, not after the others' transactions; a place is free again once its create is done."""
     from assistd.errors import RateLimited
-    from assistd.services.limits import Limits, LimitService
+    from assistd.services.limit_settings import Limits
+    from assistd.services.limits import LimitService
     from assistd.services.principal import Principal
     from assistd.store.database import Database
     from assistd.store.migrate import upgrade

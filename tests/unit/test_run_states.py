@@ -16,7 +16,9 @@ from assistd.ids import new_id
 from assistd.events.bus import LocalEventBus
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
 from assistd.clock import now
-from assistd.services.limits import NO_LIMITS, LimitService, MemoryBuckets
+from assistd.services.buckets import MemoryBuckets
+from assistd.services.limit_settings import NO_LIMITS
+from assistd.services.limits import LimitService
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.migrate import upgrade

@@ -7,15 +7,15 @@ from typing import Any
 
 from assistd.apps.presets import APP_KEY
 from assistd.apps.strategies import STRATEGIES
+from assistd.clock import now
 from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
-from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.protocol import wire
-from assistd.clock import now
+from assistd.schemas.assistants import AssistantCreate, AssistantUpdate
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
-from assistd.services.vector_stores import resolve_tool_resources
+from assistd.services.tool_resources import resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import Page, PageRequest

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from assistd.config import Settings
 from assistd.engines.registry import ModelRegistry
-from assistd.retrieval.search import Retriever
 from assistd.events.bus import EventBus
+from assistd.retrieval.search import Retriever
 from assistd.services.assistants import AssistantService
 from assistd.services.files import FileService
 from assistd.services.generation import GenerationService
@@ -18,7 +18,7 @@ from assistd.services.projects import ProjectService
 from assistd.services.runs import RunService
 from assistd.services.threads import ThreadService
 from assistd.services.usage import UsageService
-from assistd.services.vector_stores import VectorStoreService
+from assistd.services.vector_store_service import VectorStoreService
 from assistd.store.blobs import BlobStore
 from assistd.store.database import Database
 

@@ -8,12 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from assistd.clock import now
 from assistd.errors import InvalidRequest, NotFound, PayloadTooLarge
 from assistd.ids import new_id
+from assistd.protocol import wire
 from assistd.schemas.common import require_storable
 from assistd.schemas.files import PURPOSES, FileExpiresAfter
-from assistd.protocol import wire
-from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.limits import LimitService
 from assistd.services.principal import Principal
@@ -43,26 +43,9 @@ class FileService:
         idempotency_key: Idempotency | None = None,
     ) -> dict[str, Any]:
         """Store an upload. The bytes are stored (durably) before the row that makes the file visible."""
-        if purpose not in PURPOSES:
-            raise InvalidRequest(
-                f"Invalid 'purpose': expected one of {', '.join(PURPOSES)}.", param="purpose", code="invalid_value"
-            )
-        filename = Path(filename.replace("\\", "/")).name.strip()
-        if not filename or len(filename) > MAX_FILENAME:
-            raise InvalidRequest(f"The file needs a name of 1 to {MAX_FILENAME} characters.", param="file")
-        try:
-            require_storable(filename)
-        except ValueError as exc:
-            raise InvalidRequest(f"The file name cannot be stored: {exc}", param="file") from exc
-        size = content.seek(0, 2)
-        if size == 0:
-            raise InvalidRequest("The file is empty.", param="file", code="empty_file")
-        if size > self.max_upload_bytes:
-            raise PayloadTooLarge(
-                f"The file is {size} bytes; the largest accepted is {self.max_upload_bytes}.",
-                param="file",
-                code="file_too_large",
-            )
+        _require_purpose(purpose)
+        filename = _clean_filename(filename)
+        size = self._upload_size(content)
         async with self.db.read() as session:
             await self.limits.check_storage(session, principal, size)
         created = now()
@@ -77,6 +60,26 @@ class FileService:
         if idempotency_key is not None:  # the upload's fingerprint: what it asks to store
             asked = f"{purpose}\n{filename}\n{row.expires_at}\n{row.sha256}"
             idempotency_key = replace(idempotency_key, fingerprint=hashlib.sha256(asked.encode()).hexdigest())
+        return await self._insert(principal, row, idempotency_key)
+
+    def _upload_size(self, content: BinaryIO) -> int:
+        """The upload's size; an empty one or one over `max_upload_bytes` is refused."""
+        size = content.seek(0, 2)
+        if size == 0:
+            raise InvalidRequest("The file is empty.", param="file", code="empty_file")
+        if size > self.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"The file is {size} bytes; the largest accepted is {self.max_upload_bytes}.",
+                param="file",
+                code="file_too_large",
+            )
+        return size
+
+    async def _insert(
+        self, principal: Principal, row: tables.File, idempotency_key: Idempotency | None
+    ) -> dict[str, Any]:
+        """Add the row of a file whose bytes are stored, or answer the earlier upload of a replay; the bytes just
+        stored are deleted again when no row keeps them."""
         stored = False
         try:
             async with self.db.write() as session:
@@ -128,3 +131,22 @@ class FileService:
                 raise NotFound.for_object("file", file_id)
         await self.blobs.delete(principal.project_id, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
+
+
+def _require_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise InvalidRequest(
+            f"Invalid 'purpose': expected one of {', '.join(PURPOSES)}.", param="purpose", code="invalid_value"
+        )
+
+
+def _clean_filename(filename: str) -> str:
+    """The upload's name without any directories; refused when empty, too long or not storable."""
+    filename = Path(filename.replace("\\", "/")).name.strip()
+    if not filename or len(filename) > MAX_FILENAME:
+        raise InvalidRequest(f"The file needs a name of 1 to {MAX_FILENAME} characters.", param="file")
+    try:
+        require_storable(filename)
+    except ValueError as exc:
+        raise InvalidRequest(f"The file name cannot be stored: {exc}", param="file") from exc
+    return filename

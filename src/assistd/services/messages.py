@@ -7,16 +7,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistd.clock import now
 from assistd.errors import InvalidRequest, NotFound
 from assistd.ids import new_id
 from assistd.lifecycle import MessageStatus
-from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.protocol import wire
-from assistd.clock import now
+from assistd.schemas.messages import MessageCreate, MessageUpdate
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
-from assistd.services.vector_stores import index_attachments
+from assistd.services.tool_resources import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import Page, PageRequest

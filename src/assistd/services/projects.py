@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
 
+from assistd.clock import now
 from assistd.errors import Conflict, InvalidRequest, NotFound
 from assistd.ids import new_id
-from assistd.clock import now
 from assistd.services.principal import Principal
 from assistd.store import tables
 from assistd.store.database import Database

@@ -13,36 +13,34 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from assistd import metrics
-from assistd.engines.base import GenerationRequest
+from assistd.clock import now
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import InvalidRequest, NotFound
-from assistd.ids import new_id
-from assistd.lifecycle import RunStatus, StepStatus, sources_of
 from assistd.events.bus import Event, EventBus, Subscription
-from assistd.schemas.runs import RunCreate, RunOptions, SubmitToolOutputs, ThreadAndRunCreate
-from assistd.schemas.threads import ThreadCreate
+from assistd.ids import new_id
+from assistd.lifecycle import RunStatus, sources_of
 from assistd.protocol import wire
-from assistd.clock import now
-from assistd.services.idempotency import Idempotency, remember, replayed
+from assistd.schemas.runs import RunCreate, SubmitToolOutputs, ThreadAndRunCreate
+from assistd.schemas.threads import ThreadCreate
+from assistd.services.idempotency import Idempotency, replayed
 from assistd.services.limits import LimitService
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
-from assistd.services.serialize import to_stored
+from assistd.services.run_creation import (
+    insert_run,
+    new_run,
+    require_assistant,
+    require_idle_thread,
+    run_instructions,
+)
 from assistd.services.threads import add_thread
-from assistd.services.vector_stores import index_attachments
+from assistd.services.tool_outputs import check_tool_outputs, complete_tool_calls
+from assistd.services.tool_resources import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import Page, PageRequest
-from assistd.store.repositories import (
-    AssistantRepository,
-    MessageRepository,
-    RunRepository,
-    RunStepRepository,
-)
-from assistd.tools.function import constraints
+from assistd.store.repositories import MessageRepository, RunRepository, RunStepRepository
 
 
 @dataclass
@@ -54,11 +52,9 @@ class Started:
     events: Subscription | None
 
 
-def _pick(value: Any, fallback: Any) -> Any:
-    return fallback if value is None else value
-
-
 class RunService:
+    """The run API of the caller's threads; runs are queued here and executed by a worker."""
+
     def __init__(
         self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None], limits: LimitService
     ) -> None:
@@ -69,44 +65,6 @@ class RunService:
         self.limits = limits
 
     # -- create -----------------------------------------------------------------------------------------
-
-    def _new_run(
-        self, run_id: str, thread_id: str, assistant: tables.Assistant, body: RunOptions, instructions: str
-    ) -> tables.Run:
-        model = body.model or assistant.model
-        engine = self.registry.text(model)  # an unknown model is the caller's error now, not a failed run later
-        truncation = to_stored(body.truncation_strategy) or {"type": "auto", "last_messages": None}
-        run = tables.Run(
-            id=run_id,
-            thread_id=thread_id,
-            assistant_id=assistant.id,
-            created_at=now(),
-            status=RunStatus.QUEUED,
-            model=model,
-            instructions=instructions,
-            tools=to_stored(body.tools) if body.tools is not None else assistant.tools,
-            tool_resources=assistant.tool_resources,
-            metadata_=body.metadata or {},
-            temperature=_pick(body.temperature, assistant.temperature),
-            top_p=_pick(body.top_p, assistant.top_p),
-            response_format=to_stored(_pick(body.response_format, assistant.response_format)),
-            tool_choice=to_stored(body.tool_choice),
-            parallel_tool_calls=_pick(body.parallel_tool_calls, True),
-            max_prompt_tokens=body.max_prompt_tokens,
-            max_completion_tokens=body.max_completion_tokens,
-            truncation_strategy={"last_messages": None, **truncation},
-            response_language=body.response_language or assistant.response_language,
-            app=assistant.app,
-            attempts=0,
-        )
-        engine.check(GenerationRequest(messages=[], **constraints(run, rounds=0, max_rounds=1)))  # schemas: 400 now
-        return run
-
-    async def _assistant(self, session, principal: Principal, assistant_id: str) -> tables.Assistant:
-        assistant = await AssistantRepository(session, principal.project_id).get(assistant_id)
-        if assistant is None:
-            raise NotFound.for_object("assistant", assistant_id)
-        return assistant
 
     def _run_place(
         self, principal: Principal, idempotency_key: Idempotency | None
@@ -145,6 +103,7 @@ class RunService:
         idempotency_key: Idempotency | None,
         stream: bool,
     ) -> Started:
+        """Queue a run of an assistant on a thread (after the request's additional messages)."""
         run_id = new_id("run")
         async with self._run_place(principal, idempotency_key):
             return await self._streamed(
@@ -164,12 +123,10 @@ class RunService:
             thread = await require_thread(session, principal, thread_id)
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
-            assistant = await self._assistant(session, principal, body.assistant_id)
-            instructions = _pick(body.instructions, assistant.instructions) or ""
-            if body.additional_instructions:
-                instructions = f"{instructions}\n\n{body.additional_instructions}".strip()
-            run = self._new_run(run_id, thread_id, assistant, body, instructions)
-            await self._ensure_idle(session, principal, thread_id)
+            assistant = await require_assistant(session, principal.project_id, body.assistant_id)
+            instructions = run_instructions(assistant, body, body.additional_instructions)
+            run = new_run(self.registry, run_id, thread_id, assistant, body, instructions)
+            await require_idle_thread(session, principal.project_id, thread_id)
             if body.additional_messages:
                 created = now()
                 added = await MessageRepository(session, principal.project_id).add_many(
@@ -183,6 +140,7 @@ class RunService:
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: Idempotency | None, stream: bool
     ) -> Started:
+        """Make a thread and queue a run on it, in one transaction."""
         run_id = new_id("run")
         async with self._run_place(principal, idempotency_key):
             return await self._streamed(
@@ -203,21 +161,13 @@ class RunService:
         async with self.db.write() as session:
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
-            assistant = await self._assistant(session, principal, body.assistant_id)
+            assistant = await require_assistant(session, principal.project_id, body.assistant_id)
             thread = await add_thread(session, principal.project_id, spec, spec.tool_resources or body.tool_resources)
-            instructions = _pick(body.instructions, assistant.instructions) or ""
-            run = self._new_run(run_id, thread.id, assistant, body, instructions)
+            run = new_run(self.registry, run_id, thread.id, assistant, body, run_instructions(assistant, body))
             prelude = [Event("thread.created", wire.thread(thread))]
             started = await self._queue(session, principal, run, idempotency_key, events, prelude=prelude)
         self.wake()
         return started
-
-    async def _ensure_idle(self, session, principal: Principal, thread_id: str) -> None:
-        active = await RunRepository(session, principal.project_id).active_for_thread(thread_id)
-        if active is not None:
-            raise InvalidRequest(
-                f"Thread {thread_id} already has an active run {active.id}.", param="thread_id", code="run_active"
-            )
 
     async def _queue(
         self,
@@ -229,15 +179,7 @@ class RunService:
         prelude: list[Event],
     ) -> Started:
         await self.limits.check_active_runs(session, principal)
-        run.api_key_id = principal.key_id
-        try:
-            await RunRepository(session, principal.project_id).add(run)
-            await remember(session, key, principal.project_id, run)
-            await session.flush()
-        except IntegrityError as exc:  # the one-active-run index: a concurrent create won
-            raise InvalidRequest(
-                f"Thread {run.thread_id} already has an active run.", param="thread_id", code="run_active"
-            ) from exc
+        await insert_run(session, principal, run, key)
         body = wire.run(run)
         prelude = [*prelude, Event("thread.run.created", body), Event("thread.run.queued", body)]
         return Started(body, prelude, events)
@@ -252,10 +194,12 @@ class RunService:
         return run
 
     async def retrieve(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
+        """One run of the thread."""
         async with self.db.read() as session:
             return wire.run(await self._require_run(session, principal, thread_id, run_id))
 
     async def list(self, principal: Principal, thread_id: str, request: PageRequest) -> Page[dict[str, Any]]:
+        """A page of the thread's runs."""
         async with self.db.read() as session:
             await require_thread(session, principal, thread_id)
             page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
@@ -264,6 +208,7 @@ class RunService:
     async def modify(
         self, principal: Principal, thread_id: str, run_id: str, metadata: dict[str, Any] | None
     ) -> dict[str, Any]:
+        """Replace the run's metadata."""
         async with self.db.write() as session:
             run = await self._require_run(session, principal, thread_id, run_id)
             run.metadata_ = metadata or {}
@@ -272,6 +217,7 @@ class RunService:
     # -- cancel, tool outputs ---------------------------------------------------------------------------
 
     async def cancel(self, principal: Principal, thread_id: str, run_id: str) -> dict[str, Any]:
+        """End a queued or waiting run at once; ask the worker of one in progress to stop (`cancelling`)."""
         async with self.db.write() as session:
             run = await self._require_run(session, principal, thread_id, run_id)
             runs = RunRepository(session, principal.project_id)
@@ -299,6 +245,7 @@ class RunService:
     async def submit_tool_outputs(
         self, principal: Principal, thread_id: str, run_id: str, body: SubmitToolOutputs, *, stream: bool
     ) -> Started:
+        """Give a run waiting on function calls their outputs and queue it again."""
         return await self._streamed(
             run_id, stream, lambda events: self._submit_tool_outputs(principal, thread_id, run_id, body, events)
         )
@@ -308,34 +255,8 @@ class RunService:
     ) -> Started:
         async with self.db.write() as session:
             run = await self._require_run(session, principal, thread_id, run_id)
-            if run.status != RunStatus.REQUIRES_ACTION:
-                raise InvalidRequest(
-                    f"Runs in status '{run.status}' do not accept tool outputs.",
-                    param="run_id",
-                    code="run_not_requires_action",
-                )
-            assert run.required_action is not None  # set whenever a run requires action
-            pending = [call["id"] for call in run.required_action["submit_tool_outputs"]["tool_calls"]]
-            given = [output.tool_call_id for output in body.tool_outputs]
-            if sorted(given) != sorted(pending):
-                missing, unknown = set(pending) - set(given), set(given) - set(pending)
-                problem = (
-                    f"missing outputs for {sorted(missing)}"
-                    if missing
-                    else f"unknown or repeated tool call ids {sorted(unknown) or given}"
-                )
-                raise InvalidRequest(
-                    f"Tool outputs must answer every pending tool call once: {problem}.", param="tool_outputs"
-                )
-            outputs = {output.tool_call_id: output.output for output in body.tool_outputs}
-            for step in await RunStepRepository(session, principal.project_id).for_run(run_id):
-                if step.type == "tool_calls" and step.status == StepStatus.IN_PROGRESS:
-                    calls = [
-                        {**call, "function": {**call["function"], "output": outputs.get(call["id"])}}
-                        for call in step.step_details["tool_calls"]
-                    ]
-                    step.step_details = {"type": "tool_calls", "tool_calls": calls}
-                    step.status, step.completed_at = StepStatus.COMPLETED, now()
+            check_tool_outputs(run, body)
+            await complete_tool_calls(session, principal.project_id, run_id, body)
             runs = RunRepository(session, principal.project_id)
             # a fresh job: its attempts count interruptions of this leg, not the tool rounds before it
             if not await runs.transition(
@@ -357,6 +278,7 @@ class RunService:
     async def list_steps(
         self, principal: Principal, thread_id: str, run_id: str, request: PageRequest, include: Sequence[str] = ()
     ) -> Page[dict[str, Any]]:
+        """A page of the run's steps."""
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
             page = await RunStepRepository(session, principal.project_id).page(request, tables.RunStep.run_id == run_id)
@@ -365,6 +287,7 @@ class RunService:
     async def retrieve_step(
         self, principal: Principal, thread_id: str, run_id: str, step_id: str, include: Sequence[str] = ()
     ) -> dict[str, Any]:
+        """One step of the run."""
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
             step = await RunStepRepository(session, principal.project_id).get(step_id, tables.RunStep.run_id == run_id)

@@ -7,16 +7,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from assistd.clock import now
 from assistd.errors import NotFound
 from assistd.ids import new_id
+from assistd.protocol import wire
 from assistd.schemas.common import ToolResources
 from assistd.schemas.threads import ThreadCreate, ThreadUpdate
-from assistd.protocol import wire
-from assistd.clock import now
 from assistd.services.idempotency import Idempotency, remember, replayed
 from assistd.services.messages import new_message_row, require_thread
 from assistd.services.principal import Principal
-from assistd.services.vector_stores import index_attachments, resolve_tool_resources
+from assistd.services.tool_resources import index_attachments, resolve_tool_resources
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.repositories import MessageRepository, ThreadRepository

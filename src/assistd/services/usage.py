@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from assistd import metrics
+from assistd.clock import now
 from assistd.engines.base import Usage
 from assistd.errors import NotFound
-from assistd.clock import now
 from assistd.services.limits import LimitService
 from assistd.services.principal import Principal
 from assistd.store import tables
