@@ -1,5 +1,6 @@
-"""Code written for OpenAI runs unchanged: OpenAI's model names, its quickstarts, function calling that ends,
-and structured outputs from pydantic models. Real server, real bundled model, official SDK."""
+"""Code written for OpenAI runs unchanged: OpenAI's model names, function calling that ends, and structured
+outputs from pydantic models. Real server, real bundled model, official SDK. (OpenAI's Assistants quickstarts run
+on a deterministic model in test_run_protocol, where their output can be asserted exactly.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import textwrap
 
 import openai
 import pytest
-from openai import AssistantEventHandler
 from openai.types.beta.threads import Run
 
 from tests.server import ServerProcess
@@ -79,68 +79,6 @@ def test_openai_model_names_resolve_and_objects_keep_them(client: openai.OpenAI)
     with pytest.raises(openai.BadRequestError) as info:
         client.embeddings.create(model="text-embedding-3-small", input="x", dimensions=1536)
     assert info.value.param == "dimensions" and "384" in info.value.message
-
-
-def test_the_math_tutor_quickstart_with_gpt_4_1106_preview(client: openai.OpenAI) -> None:
-    """OpenAI's Assistants quickstart, unchanged (code_interpreter is declared; the model answers in text)."""
-    assistant = client.beta.assistants.create(
-        name="Math Tutor",
-        instructions="You are a personal math tutor. Write and run code to answer math questions.",
-        tools=[{"type": "code_interpreter"}],
-        model="gpt-4-1106-preview",
-    )
-    thread = client.beta.threads.create()
-    client.beta.threads.messages.create(
-        thread_id=thread.id, role="user", content="I need to solve the equation `3x + 11 = 14`. Can you help me?"
-    )
-    run = client.beta.threads.runs.create_and_poll(
-        thread_id=thread.id,
-        assistant_id=assistant.id,
-        instructions="Please address the user as Jane Doe. The user has a premium account.",
-    )
-    assert run.status == "completed", run.last_error
-    assert assistant.model == run.model == "gpt-4-1106-preview"
-    messages = client.beta.threads.messages.list(thread_id=thread.id)
-    assert messages.data[0].role == "assistant" and messages.data[0].content[0].text.value
-
-
-class TutorHandler(AssistantEventHandler):
-    """The quickstart's streaming handler, collecting what it prints."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.printed: list[str] = []
-
-    def on_text_created(self, text) -> None:
-        self.printed.append("\nassistant > ")
-
-    def on_text_delta(self, delta, snapshot) -> None:
-        self.printed.append(delta.value)
-
-    def on_tool_call_created(self, tool_call) -> None:
-        self.printed.append(f"\nassistant > {tool_call.type}\n")
-
-
-def test_the_streaming_quickstart_with_gpt_4o(client: openai.OpenAI) -> None:
-    assistant = client.beta.assistants.create(
-        name="Math Tutor",
-        instructions="You are a personal math tutor. Write and run code to answer math questions.",
-        tools=[{"type": "code_interpreter"}],
-        model="gpt-4o",
-    )
-    thread = client.beta.threads.create(messages=[{"role": "user", "content": "What is 2 + 2?"}])
-    handler = TutorHandler()
-    with client.beta.threads.runs.stream(
-        thread_id=thread.id,
-        assistant_id=assistant.id,
-        instructions="Please address the user as Jane Doe. The user has a premium account.",
-        event_handler=handler,
-    ) as stream:
-        stream.until_done()
-    run = stream.get_final_run()
-    assert run.status == "completed" and run.model == "gpt-4o"
-    stored = client.beta.threads.messages.list(thread.id).data[0].content[0].text.value
-    assert "".join(handler.printed).removeprefix("\nassistant > ") == stored
 
 
 def _forced_run(client: openai.OpenAI, assistant_id: str, trial: int) -> tuple[Run, openai.types.beta.Thread]:

@@ -1,5 +1,6 @@
 """Connections and processes under strain, each on a server of its own: a request head that stalls, a client
-that leaves a long generation, SIGTERM while the model is busy (a request's generation, or a run's)."""
+that leaves a long generation, SIGTERM while the model is busy (a request's generation on the bundled model, or
+a run's on the deterministic stub upstream)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy import stub_upstream
 from deploy.localcluster import free_port, wait_healthy
 from tests.conftest import assert_error_shape
 from tests.e2e.test_models import CHAT_MODEL
-from tests.e2e.test_run_recovery import SETTINGS, connect
-from tests.e2e.test_runs import wait_terminal
+from tests.e2e.test_run_protocol import STUB_MODEL, connect, stub_server, wait_terminal
+from tests.e2e.test_run_recovery import SETTINGS
 from tests.server import ServerProcess, query_value
 
 HEAD_TIMEOUT = 1.0
@@ -188,35 +190,34 @@ def test_sigterm_during_a_long_generation_exits_within_seconds(tmp_path, stream)
 
 
 def test_sigterm_during_a_run_hands_it_back(tmp_path) -> None:
-    data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, **SETTINGS).start()
-    try:
-        client = connect(server)
-        assistant = client.beta.assistants.create(model=CHAT_MODEL)
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Write."}])
-        run = client.beta.threads.runs.create(
-            thread_id=thread.id, assistant_id=assistant.id, response_format=ENDLESS, max_completion_tokens=60
-        )
-        deadline = time.monotonic() + 60
-        while client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "queued":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        time.sleep(1)  # the model is at work
-        assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "in_progress"
-        assert server.terminate(timeout=60) < 15
-        assert query_value(server.database_url, f"SELECT lease_owner FROM runs WHERE id = '{run.id}'") is None
-    finally:
-        server.kill()
+    data_dir, text = tmp_path / "data", " ".join(f"w{i}" for i in range(100))
+    with stub_upstream.serving(stub_upstream.create_app(8, 0.0)) as stub_url:
+        server = stub_server(data_dir, stub_url, **SETTINGS).start()
+        try:
+            client = connect(server)
+            assistant = client.beta.assistants.create(model=STUB_MODEL)
+            thread = client.beta.threads.create(messages=[{"role": "user", "content": f"say: {text}\ndelay: 0.05"}])
+            run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+            deadline = time.monotonic() + 60
+            while client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "queued":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(1)  # the model is at work
+            assert client.beta.threads.runs.retrieve(run.id, thread_id=thread.id).status == "in_progress"
+            assert server.terminate(timeout=60) < 15
+            assert query_value(server.database_url, f"SELECT lease_owner FROM runs WHERE id = '{run.id}'") is None
+        finally:
+            server.kill()
 
-    restarted = ServerProcess(data_dir, **SETTINGS).start()
-    try:
-        client = connect(restarted)
-        final = wait_terminal(client, thread.id, run.id, timeout=180)
-        assert final.status in ("completed", "incomplete"), final.last_error
-        replies = [m for m in client.beta.threads.messages.list(thread.id).data if m.role == "assistant"]
-        assert len(replies) == 1 and replies[0].run_id == run.id
-    finally:
-        restarted.stop()
+        restarted = stub_server(data_dir, stub_url, **SETTINGS).start()
+        try:
+            client = connect(restarted)
+            final = wait_terminal(client, thread.id, run.id, timeout=180)
+            assert final.status == "completed", final.last_error
+            replies = [m for m in client.beta.threads.messages.list(thread.id).data if m.role == "assistant"]
+            assert [(m.run_id, m.content[0].text.value) for m in replies] == [(run.id, text)]
+        finally:
+            restarted.stop()
 
 
 def test_serve_with_several_processes_has_the_head_timeout_and_stops_on_sigterm(tmp_path) -> None:

@@ -1,47 +1,50 @@
-"""Crash recovery and expiry on a server of their own: short leases and a short tool-output timeout."""
+"""Crash recovery and expiry on servers of their own (short leases, a short tool-output timeout) whose chat model
+is the deterministic stub upstream: what is asserted is what the server does with runs, not what a model says."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import openai
 import pytest
 
-from tests.conftest import checked_http_client
-from tests.e2e.test_models import CHAT_MODEL, WEATHER_TOOLS
-from tests.e2e.test_runs import wait_terminal
+from deploy import stub_upstream
+from tests.e2e.test_models import WEATHER_TOOLS
+from tests.e2e.test_run_protocol import STUB_MODEL, connect, stub_server, wait_terminal
 from tests.server import ServerProcess
 
 SETTINGS = {"run_lease_seconds": "2", "tool_output_timeout_seconds": "2"}
+STORY = " ".join(f"line{i}" for i in range(60))  # 3 s of streaming, 0.05 s a word
 
 
-def connect(server: ServerProcess) -> openai.OpenAI:
-    key = (server.data_dir / "api_key").read_text().strip()
-    return openai.OpenAI(
-        base_url=f"{server.base_url}/v1", api_key=key, max_retries=0, http_client=checked_http_client()
-    )
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    """The stub upstream, serving every server of the module (and surviving their crashes)."""
+    with stub_upstream.serving(stub_upstream.create_app(8, 0.0)) as url:
+        yield url
 
 
 @pytest.fixture()
-def server(tmp_path):
-    process = ServerProcess(tmp_path / "data", **SETTINGS).start()
+def server(tmp_path, stub_url):
+    process = stub_server(tmp_path / "data", stub_url, **SETTINGS).start()
     yield process
     process.stop()
 
 
-def test_runs_survive_sigkill(tmp_path) -> None:
+def test_runs_survive_sigkill(tmp_path, stub_url) -> None:
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, **SETTINGS).start()
+    server = stub_server(data_dir, stub_url, **SETTINGS).start()
     try:
         client = connect(server)
-        assistant = client.beta.assistants.create(model=CHAT_MODEL, instructions="Tell long stories.")
+        assistant = client.beta.assistants.create(model=STUB_MODEL, instructions="Tell long stories.")
         threads, runs = [], []
         for i in range(4):
             thread = client.beta.threads.create(messages=[{"role": "user", "content": f"Story number {i}, please."}])
-            client.beta.threads.messages.create(thread.id, role="user", content=f"Acknowledged message {i}")
-            run = client.beta.threads.runs.create(
-                thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=300
+            client.beta.threads.messages.create(
+                thread.id, role="user", content=f"Acknowledged message {i}\nsay: {STORY}\ndelay: 0.05"
             )
+            run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
             threads.append(thread.id)
             runs.append(run.id)
         deadline = time.monotonic() + 60
@@ -51,19 +54,19 @@ def test_runs_survive_sigkill(tmp_path) -> None:
     finally:
         server.kill()
 
-    restarted = ServerProcess(data_dir, **SETTINGS).start()
+    restarted = stub_server(data_dir, stub_url, **SETTINGS).start()
     try:
         client = connect(restarted)
         for i, (thread_id, run_id) in enumerate(zip(threads, runs, strict=True)):
             final = wait_terminal(client, thread_id, run_id, timeout=180)
-            assert final.status in ("completed", "incomplete"), final.last_error
+            assert final.status == "completed", final.last_error
             messages = client.beta.threads.messages.list(thread_id, order="asc").data
             assert [m.content[0].text.value for m in messages[:2]] == [
                 f"Story number {i}, please.",
-                f"Acknowledged message {i}",
+                f"Acknowledged message {i}\nsay: {STORY}\ndelay: 0.05",
             ]
             replies = [m for m in messages if m.run_id == run_id]
-            assert len(replies) == 1 and replies[0].status in ("completed", "incomplete")
+            assert [(m.status, m.content[0].text.value) for m in replies] == [("completed", STORY)]
             steps = client.beta.threads.runs.steps.list(run_id, thread_id=thread_id).data
             assert [s.status for s in steps] == ["completed"]
     finally:
@@ -72,7 +75,7 @@ def test_runs_survive_sigkill(tmp_path) -> None:
 
 def test_tool_outputs_expire(server) -> None:
     client = connect(server)
-    assistant = client.beta.assistants.create(model=CHAT_MODEL, tools=WEATHER_TOOLS)
+    assistant = client.beta.assistants.create(model=STUB_MODEL, tools=WEATHER_TOOLS)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "Weather in Nairobi?"}])
     run = client.beta.threads.runs.create_and_poll(
         thread_id=thread.id, assistant_id=assistant.id, tool_choice="required"
@@ -89,18 +92,16 @@ def test_tool_outputs_expire(server) -> None:
 
 
 @pytest.mark.parametrize("attempt", range(3))
-def test_sigkill_at_message_completed_leaves_one_reply(tmp_path, attempt) -> None:
+def test_sigkill_at_message_completed_leaves_one_reply(tmp_path, stub_url, attempt) -> None:
     """The reply and the run's end commit together: a crash the moment the reply is announced, then a restart,
     never makes the run answer twice."""
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir, **SETTINGS).start()
+    server = stub_server(data_dir, stub_url, **SETTINGS).start()
     try:
         client = connect(server)
-        assistant = client.beta.assistants.create(model=CHAT_MODEL)
-        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Name a colour."}])
-        with client.beta.threads.runs.stream(
-            thread_id=thread.id, assistant_id=assistant.id, max_completion_tokens=40
-        ) as stream:
+        assistant = client.beta.assistants.create(model=STUB_MODEL)
+        thread = client.beta.threads.create(messages=[{"role": "user", "content": "Name a colour.\nsay: Teal."}])
+        with client.beta.threads.runs.stream(thread_id=thread.id, assistant_id=assistant.id) as stream:
             for event in stream:
                 if event.event == "thread.message.completed":
                     server.kill()
@@ -109,13 +110,13 @@ def test_sigkill_at_message_completed_leaves_one_reply(tmp_path, attempt) -> Non
     finally:
         server.kill()
 
-    restarted = ServerProcess(data_dir, **SETTINGS).start()
+    restarted = stub_server(data_dir, stub_url, **SETTINGS).start()
     try:
         client = connect(restarted)
         final = wait_terminal(client, thread.id, run_id, timeout=60)
-        assert final.status in ("completed", "incomplete"), final.last_error
+        assert final.status == "completed", final.last_error
         replies = [m for m in client.beta.threads.messages.list(thread.id).data if m.role == "assistant"]
-        assert len(replies) == 1 and replies[0].run_id == run_id
+        assert [(m.run_id, m.content[0].text.value) for m in replies] == [(run_id, "Teal.")]
         assert [s.type for s in client.beta.threads.runs.steps.list(run_id, thread_id=thread.id).data] == [
             "message_creation"
         ]
