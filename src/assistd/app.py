@@ -24,12 +24,12 @@ from assistd.api import (
 from assistd.api.disconnect import AbandonOnDisconnect
 from assistd.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from assistd.api.responses import JSONResponse
+from assistd.clock import now
 from assistd.config import Settings
 from assistd.engines.base import SchemaBounds
 from assistd.engines.registry import ConfigError, ModelRegistry, load_config
 from assistd.errors import AssistdError
 from assistd.runtime.components import Components
-from assistd.clock import now
 from assistd.services.container import Services
 
 UPLOAD_FRAMING_BYTES = 64 * 1024

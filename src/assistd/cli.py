@@ -334,10 +334,10 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from assistd.runtime.ingestion import Ingestor
+    from assistd.runtime.local_ingest import LocalIngest
     from assistd.schemas.common import StaticChunking
     from assistd.services.files import FileService
     from assistd.services.limits import LimitService
-    from assistd.runtime.local_ingest import LocalIngest
     from assistd.store.blobs import open_blob_store
 
     settings = _prepare()
