@@ -11,12 +11,15 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from assistd.api.deps import Caller, IdempotencyKey, ServicesDep
+from assistd.api.documented import ERRORS, returns
 from assistd.api.pagination import list_envelope, page_params
 from assistd.errors import InvalidRequest
+from assistd.protocol.common import FileDeleted, ListPage
+from assistd.protocol.files import File
 from assistd.schemas.files import PURPOSES, FileExpiresAfter, FilePurpose
 from assistd.store.pagination import PageRequest
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], responses=ERRORS)
 
 MAX_FILES_LIST = 10_000
 MAX_FORM_FIELDS = 8
@@ -24,6 +27,7 @@ MAX_FORM_FIELDS = 8
 
 @router.post(
     "",
+    **returns(File),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -84,7 +88,7 @@ def _expires_after(anchor: Any, seconds: Any) -> FileExpiresAfter | None:
         ) from exc
 
 
-@router.get("")
+@router.get("", **returns(ListPage[File]))
 async def list_files(
     caller: Caller,
     services: ServicesDep,
@@ -94,7 +98,7 @@ async def list_files(
     return list_envelope(await services.files.list(caller, page, purpose))
 
 
-@router.get("/{file_id}")
+@router.get("/{file_id}", **returns(File))
 async def retrieve_file(file_id: str, caller: Caller, services: ServicesDep) -> dict[str, Any]:
     return await services.files.retrieve(caller, file_id)
 
@@ -112,6 +116,6 @@ def _attachment(filename: str) -> str:
     return f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
 
 
-@router.delete("/{file_id}")
+@router.delete("/{file_id}", **returns(FileDeleted))
 async def delete_file(file_id: str, caller: Caller, services: ServicesDep) -> dict[str, Any]:
     return await services.files.delete(caller, file_id)

@@ -9,6 +9,7 @@ from fastapi import Query
 
 from assistd import ids
 from assistd.errors import InvalidRequest
+from assistd.protocol import wire
 from assistd.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest
 
 
@@ -34,11 +35,5 @@ def page_params(
 
 
 def list_envelope(page: Page[dict[str, Any]]) -> dict[str, Any]:
-    items = page.items
-    return {
-        "object": "list",
-        "data": items,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-        "has_more": page.has_more,
-    }
+    """OpenAI's list object for a page of wire objects."""
+    return wire.list_page(page.items, page.has_more)

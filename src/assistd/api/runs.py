@@ -10,12 +10,17 @@ from fastapi.responses import StreamingResponse
 
 from assistd.api import sse
 from assistd.api.deps import Caller, GeneratingCaller, IdempotencyKey, ServicesDep
+from assistd.api.documented import ERRORS, returns, streams
 from assistd.api.pagination import list_envelope, page_params
+from assistd.protocol.assistants import Run, RunStep
+from assistd.protocol.common import ListPage
+from assistd.protocol.events import DONE, run_stream_schema
 from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.services.runs import Started
 from assistd.store.pagination import PageRequest
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], responses=ERRORS)
+RUN_OR_EVENTS = streams(Run, run_stream_schema())
 
 POLL_AFTER_MS = "250"  # the SDK's poll helpers wait this long between retrievals instead of a second
 
@@ -39,12 +44,12 @@ def _answer(started: Started, response: Response) -> dict[str, Any] | StreamingR
                 yield sse.encode(event.data, event.name)
         finally:
             await subscription.close()  # the run goes on without us
-        yield sse.encode(sse.DONE, "done")
+        yield sse.encode(DONE, "done")
 
     return sse.response(messages())
 
 
-@router.post("/v1/threads/runs", response_model=None)
+@router.post("/v1/threads/runs", **RUN_OR_EVENTS)
 async def create_thread_and_run(
     body: ThreadAndRunCreate,
     caller: GeneratingCaller,
@@ -56,7 +61,7 @@ async def create_thread_and_run(
     return _answer(started, response)
 
 
-@router.post("/v1/threads/{thread_id}/runs", response_model=None)
+@router.post("/v1/threads/{thread_id}/runs", **RUN_OR_EVENTS)
 async def create_run(
     thread_id: str,
     body: RunCreate,
@@ -69,14 +74,14 @@ async def create_run(
     return _answer(started, response)
 
 
-@router.get("/v1/threads/{thread_id}/runs")
+@router.get("/v1/threads/{thread_id}/runs", **returns(ListPage[Run]))
 async def list_runs(
     thread_id: str, caller: Caller, services: ServicesDep, page: Annotated[PageRequest, Depends(page_params("run"))]
 ) -> dict[str, Any]:
     return list_envelope(await services.runs.list(caller, thread_id, page))
 
 
-@router.get("/v1/threads/{thread_id}/runs/{run_id}")
+@router.get("/v1/threads/{thread_id}/runs/{run_id}", **returns(Run))
 async def retrieve_run(
     thread_id: str, run_id: str, caller: Caller, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
@@ -84,14 +89,14 @@ async def retrieve_run(
     return await services.runs.retrieve(caller, thread_id, run_id)
 
 
-@router.post("/v1/threads/{thread_id}/runs/{run_id}")
+@router.post("/v1/threads/{thread_id}/runs/{run_id}", **returns(Run))
 async def modify_run(
     thread_id: str, run_id: str, body: RunUpdate, caller: Caller, services: ServicesDep
 ) -> dict[str, Any]:
     return await services.runs.modify(caller, thread_id, run_id, body.metadata)
 
 
-@router.post("/v1/threads/{thread_id}/runs/{run_id}/cancel")
+@router.post("/v1/threads/{thread_id}/runs/{run_id}/cancel", **returns(Run))
 async def cancel_run(
     thread_id: str, run_id: str, caller: Caller, services: ServicesDep, response: Response
 ) -> dict[str, Any]:
@@ -99,7 +104,7 @@ async def cancel_run(
     return await services.runs.cancel(caller, thread_id, run_id)
 
 
-@router.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", response_model=None)
+@router.post("/v1/threads/{thread_id}/runs/{run_id}/submit_tool_outputs", **RUN_OR_EVENTS)
 async def submit_tool_outputs(
     thread_id: str,
     run_id: str,
@@ -112,7 +117,7 @@ async def submit_tool_outputs(
     return _answer(started, response)
 
 
-@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps")
+@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps", **returns(ListPage[RunStep]))
 async def list_run_steps(
     thread_id: str,
     run_id: str,
@@ -124,7 +129,7 @@ async def list_run_steps(
     return list_envelope(await services.runs.list_steps(caller, thread_id, run_id, page, include or ()))
 
 
-@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}")
+@router.get("/v1/threads/{thread_id}/runs/{run_id}/steps/{step_id}", **returns(RunStep))
 async def retrieve_run_step(
     thread_id: str,
     run_id: str,

@@ -9,8 +9,6 @@ from fastapi.responses import StreamingResponse
 
 from assistd.api.responses import dumps
 
-DONE = "[DONE]"
-
 
 def encode(data: dict[str, Any] | str, event: str | None = None) -> bytes:
     """One SSE message; `data` is a JSON object or a literal such as [DONE]."""

@@ -1,7 +1,10 @@
-"""Rows → OpenAI wire objects, one function per object, shaped as openai.types.beta describes them."""
+"""Rows → OpenAI wire objects, one function per object; protocol/assistants.py, files.py, generation.py and
+common.py hold the model of each (tests/unit/test_protocol.py checks that they agree)."""
 
 from __future__ import annotations
 
+import base64
+import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -62,7 +65,24 @@ def message(row: tables.Message) -> dict[str, Any]:
 
 
 def deleted(object_id: str, object_type: str) -> dict[str, Any]:
+    """The answer to a deletion; `object` is `<object_type>.deleted`."""
     return {"id": object_id, "object": f"{object_type}.deleted", "deleted": True}
+
+
+def file_deleted(file_id: str) -> dict[str, Any]:
+    """The answer to a file's deletion: its `object` is "file", as OpenAI's is."""
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+def list_page(items: Sequence[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """A page of a list: first and last ids are those of its items (null when it has none)."""
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+        "has_more": has_more,
+    }
 
 
 def run(row: tables.Run) -> dict[str, Any]:
@@ -229,6 +249,27 @@ def search_result(hit: Hit) -> dict[str, Any]:
     }
 
 
+def search_results_page(queries: Sequence[str], hits: Sequence[Hit]) -> dict[str, Any]:
+    """A vector store search's answer: all its results in one page."""
+    return {
+        "object": "vector_store.search_results.page",
+        "search_query": list(queries),
+        "data": [search_result(hit) for hit in hits],
+        "has_more": False,
+        "next_page": None,
+    }
+
+
+def file_content_page(text: str) -> dict[str, Any]:
+    """A vector store file's parsed text, in one page."""
+    return {
+        "object": "vector_store.file_content.page",
+        "data": [{"type": "text", "text": text}],
+        "has_more": False,
+        "next_page": None,
+    }
+
+
 def usage(counts: Usage) -> dict[str, int]:
     """The usage object of a completion, a run or a run step."""
     return {
@@ -236,6 +277,149 @@ def usage(counts: Usage) -> dict[str, int]:
         "completion_tokens": counts.completion_tokens,
         "total_tokens": counts.total_tokens,
     }
+
+
+SYSTEM_FINGERPRINT = "fp_assistd"
+
+
+def chat_message(text: str, tool_calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A chat completion's message: its text, or its tool calls (with the text before them, or null)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+    if tool_calls:
+        message["content"] = text or None
+        message["tool_calls"] = list(tool_calls)
+    return message
+
+
+def chat_choice(index: int, message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
+
+
+def chat_completion(
+    completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage
+) -> dict[str, Any]:
+    """A whole chat completion."""
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": list(choices),
+        "usage": usage(counts),
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "service_tier": "default",
+    }
+
+
+def chat_opening_delta() -> dict[str, Any]:
+    """The delta of a choice's first chunk: the role, and no text yet."""
+    return {"role": "assistant", "content": "", "refusal": None}
+
+
+def chat_delta(text: str, tool_calls: Sequence[ToolCallDelta]) -> dict[str, Any]:
+    """The delta of a chunk of generated text and pieces of tool calls (empty when there is neither)."""
+    delta: dict[str, Any] = {}
+    if text:
+        delta["content"] = text
+    if tool_calls:
+        delta["tool_calls"] = [
+            {
+                "index": call.index,
+                **({"id": call.id, "type": "function"} if call.id else {}),
+                "function": {**({"name": call.name} if call.name else {}), "arguments": call.arguments},
+            }
+            for call in tool_calls
+        ]
+    return delta
+
+
+def chat_chunk_choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def chat_completion_chunk(
+    completion_id: str,
+    created: int,
+    model: str,
+    choices: Sequence[dict[str, Any]],
+    *,
+    include_usage: bool,
+    counts: Usage | None = None,
+) -> dict[str, Any]:
+    """One chunk of a streamed chat completion; with `include_usage` it has `usage`: null, or `counts`."""
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "service_tier": "default",
+        "choices": list(choices),
+    }
+    if include_usage:
+        chunk["usage"] = usage(counts) if counts is not None else None
+    return chunk
+
+
+def text_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "index": index, "logprobs": None, "finish_reason": finish_reason}
+
+
+def text_completion(
+    completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage
+) -> dict[str, Any]:
+    """A whole legacy completion."""
+    return {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": list(choices),
+        "usage": usage(counts),
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+
+
+def text_completion_chunk(
+    completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage | None = None
+) -> dict[str, Any]:
+    """One event of a streamed legacy completion; the last one, when usage is asked for, has `counts`."""
+    chunk: dict[str, Any] = {
+        "id": completion_id,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+        "choices": list(choices),
+    }
+    if counts is not None:
+        chunk["usage"] = usage(counts)
+    return chunk
+
+
+def embedding_list(
+    model: str, vectors: Sequence[Sequence[float]], prompt_tokens: int, *, as_base64: bool
+) -> dict[str, Any]:
+    """Embeddings, each a list of floats or (`as_base64`) the base64 of their little-endian float32 bytes."""
+    data = [
+        {
+            "object": "embedding",
+            "index": index,
+            "embedding": base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if as_base64 else vector,
+        }
+        for index, vector in enumerate(vectors)
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+def model_list(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The models list (not paginated)."""
+    return {"object": "list", "data": list(models)}
 
 
 def error(message: str, *, error_type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:

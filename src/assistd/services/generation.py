@@ -8,9 +8,7 @@ the engine stops.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,20 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistd import metrics
+from assistd.clock import now
 from assistd.engines.base import Chunk, GenerationRequest, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
+from assistd.protocol import wire
 from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
 from assistd.schemas.embeddings import EmbeddingCreate
-from assistd.protocol import wire
-from assistd.clock import now
 from assistd.services.principal import Principal
 from assistd.services.serialize import to_stored
 from assistd.services.usage import UsageService
 
 log = logging.getLogger(__name__)
-SYSTEM_FINGERPRINT = "fp_assistd"
 
 
 def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
@@ -118,31 +115,12 @@ class GenerationService:
             collected = Collected()
             async for chunk in engine.stream(request):
                 collected.add(chunk)
-            message: dict[str, Any] = {
-                "role": "assistant",
-                "content": collected.text,
-                "refusal": None,
-                "annotations": [],
-            }
-            if collected.tool_calls:
-                message["content"] = collected.text or None
-                message["tool_calls"] = [collected.tool_calls[i] for i in sorted(collected.tool_calls)]
-            choices.append(
-                {"index": index, "message": message, "logprobs": None, "finish_reason": collected.finish_reason}
-            )
+            message = wire.chat_message(collected.text, [collected.tool_calls[i] for i in sorted(collected.tool_calls)])
+            choices.append(wire.chat_choice(index, message, collected.finish_reason))
             usage = Usage(collected.usage.prompt_tokens, usage.completion_tokens + collected.usage.completion_tokens)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         await self._record(principal, "chat.completion", body.model, completion_id, usage, started)
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": now(),
-            "model": body.model,
-            "choices": choices,
-            "usage": wire.usage(usage),
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "service_tier": "default",
-        }
+        return wire.chat_completion(completion_id, now(), body.model, choices, usage)
 
     async def chat_stream(self, principal: Principal, body: ChatCompletionCreate) -> AsyncIterator[dict[str, Any]]:
         """The chunk objects of a streamed chat completion (the caller frames them as SSE)."""
@@ -150,55 +128,30 @@ class GenerationService:
         started = time.perf_counter()
         request = self._chat_request(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        base: dict[str, Any] = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": now(),
-            "model": body.model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-            "service_tier": "default",
-        }
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", now()
         first = await first_then_rest(engine.stream(request))
 
-        def chunk(choice: dict[str, Any]) -> dict[str, Any]:
-            return {**base, "choices": [choice], **({"usage": None} if include_usage else {})}
+        def chunk(choices: list[dict[str, Any]], counts: Usage | None = None) -> dict[str, Any]:
+            return wire.chat_completion_chunk(
+                completion_id, created, body.model, choices, include_usage=include_usage, counts=counts
+            )
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             total = Usage(0, 0)
             for index in range(body.n or 1):
                 stream = first if index == 0 else engine.stream(request)
-                yield chunk(
-                    {
-                        "index": index,
-                        "delta": {"role": "assistant", "content": "", "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": None,
-                    }
-                )
+                yield chunk([wire.chat_chunk_choice(index, wire.chat_opening_delta())])
                 async for part in stream:
-                    delta: dict[str, Any] = {}
-                    if part.text:
-                        delta["content"] = part.text
-                    if part.tool_calls:
-                        delta["tool_calls"] = [
-                            {
-                                "index": call.index,
-                                **({"id": call.id, "type": "function"} if call.id else {}),
-                                "function": {**({"name": call.name} if call.name else {}), "arguments": call.arguments},
-                            }
-                            for call in part.tool_calls
-                        ]
+                    delta = wire.chat_delta(part.text, part.tool_calls)
                     if delta:
-                        yield chunk({"index": index, "delta": delta, "logprobs": None, "finish_reason": None})
+                        yield chunk([wire.chat_chunk_choice(index, delta)])
                     if part.finish_reason:
-                        yield chunk(
-                            {"index": index, "delta": {}, "logprobs": None, "finish_reason": part.finish_reason}
-                        )
+                        yield chunk([wire.chat_chunk_choice(index, {}, part.finish_reason)])
                     if part.usage:
                         total = Usage(part.usage.prompt_tokens, total.completion_tokens + part.usage.completion_tokens)
-            await self._record(principal, "chat.completion", body.model, base["id"], total, started)
+            await self._record(principal, "chat.completion", body.model, completion_id, total, started)
             if include_usage:
-                yield {**base, "choices": [], "usage": wire.usage(total)}
+                yield chunk([], total)
 
         return chunks()
 
@@ -230,21 +183,13 @@ class GenerationService:
             async for chunk in engine.stream(request):
                 collected.add(chunk)
             text = ((request.prompt or "") if body.echo else "") + collected.text
-            choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": collected.finish_reason})
+            choices.append(wire.text_choice(index, text, collected.finish_reason))
             if index % (body.n or 1) == 0:
                 prompt_tokens += collected.usage.prompt_tokens
             completion_tokens += collected.usage.completion_tokens
         completion_id, usage = f"cmpl-{uuid.uuid4().hex}", Usage(prompt_tokens, completion_tokens)
         await self._record(principal, "text_completion", model, completion_id, usage, started)
-        return {
-            "id": completion_id,
-            "object": "text_completion",
-            "created": now(),
-            "model": model,
-            "choices": choices,
-            "usage": wire.usage(usage),
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
+        return wire.text_completion(completion_id, now(), model, choices, usage)
 
     async def complete_stream(
         self, principal: Principal, body: CompletionCreate, model: str
@@ -253,44 +198,27 @@ class GenerationService:
         started = time.perf_counter()
         requests = self._completion_requests(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        base: dict[str, Any] = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": now(),
-            "model": model,
-            "system_fingerprint": SYSTEM_FINGERPRINT,
-        }
+        completion_id, created = f"cmpl-{uuid.uuid4().hex}", now()
         first = await first_then_rest(engine.stream(requests[0]))
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
             prompt_tokens = completion_tokens = 0
             for index, request in enumerate(requests):
                 if body.echo:
-                    yield {
-                        **base,
-                        "choices": [{"text": request.prompt, "index": index, "logprobs": None, "finish_reason": None}],
-                    }
+                    choice = wire.text_choice(index, request.prompt or "", None)
+                    yield wire.text_completion_chunk(completion_id, created, model, [choice])
                 async for part in first if index == 0 else engine.stream(request):
                     if part.text or part.finish_reason:
-                        yield {
-                            **base,
-                            "choices": [
-                                {
-                                    "text": part.text,
-                                    "index": index,
-                                    "logprobs": None,
-                                    "finish_reason": part.finish_reason,
-                                }
-                            ],
-                        }
+                        choice = wire.text_choice(index, part.text, part.finish_reason)
+                        yield wire.text_completion_chunk(completion_id, created, model, [choice])
                     if part.usage:
                         if index % (body.n or 1) == 0:
                             prompt_tokens += part.usage.prompt_tokens
                         completion_tokens += part.usage.completion_tokens
             usage = Usage(prompt_tokens, completion_tokens)
-            await self._record(principal, "text_completion", model, base["id"], usage, started)
+            await self._record(principal, "text_completion", model, completion_id, usage, started)
             if include_usage:
-                yield {**base, "choices": [], "usage": wire.usage(usage)}
+                yield wire.text_completion_chunk(completion_id, created, model, [], usage)
 
         return chunks()
 
@@ -306,20 +234,6 @@ class GenerationService:
             )
         result = await engine.embed(body.texts())
         await self._record(principal, "embedding", body.model, None, Usage(result.prompt_tokens, 0), started)
-        as_base64 = body.encoding_format == "base64"
-        data = [
-            {
-                "object": "embedding",
-                "index": index,
-                "embedding": base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-                if as_base64
-                else vector,
-            }
-            for index, vector in enumerate(result.vectors)
-        ]
-        return {
-            "object": "list",
-            "data": data,
-            "model": body.model,
-            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
-        }
+        return wire.embedding_list(
+            body.model, result.vectors, result.prompt_tokens, as_base64=body.encoding_format == "base64"
+        )
