@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from load import start_stub
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deploy.localcluster import run_assistd  # noqa: E402
 from deploy.stub_upstream import models_file  # noqa: E402
 
 OVERHEAD_GOAL = 0.95
@@ -58,12 +58,8 @@ PHASE_S = 3.0
 
 
 def cli(server: Server, *args: str) -> str:
-    """`assistd ARGS` on the server's data directory."""
-    env = {**os.environ, "ASSISTD_DATA_DIR": str(server.data_dir), "COLUMNS": "200", **server.extra_env}
-    result = subprocess.run(
-        [sys.executable, "-m", "assistd", *args], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    return result.stdout.strip()
+    """`assistd ARGS` on the server's data directory (tables wide enough for whole keys)."""
+    return run_assistd({**server.env, "COLUMNS": "200"}, *args, timeout=60).strip()
 
 
 def project_key(server: Server, name: str, *limits: str) -> str:

@@ -57,7 +57,16 @@ from _server import checked, exit_with, percentile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # deploy/ is a package at the repository root, not installed
 
-from deploy.localcluster import Cluster, Postgres, Redis, die_with_parent, free_port  # noqa: E402
+from deploy.localcluster import (  # noqa: E402
+    Cluster,
+    Postgres,
+    Redis,
+    cpu_seconds,
+    die_with_parent,
+    free_port,
+    stop_processes,
+    wait_for_url,
+)
 from deploy.stub_upstream import models_file  # noqa: E402
 
 MODEL = "stub"
@@ -194,14 +203,9 @@ def _client(base_url: str, count: int, timeout_s: float, api_key: str | None = N
 # ---------------------------------------------------------------------------------------------- CPU accounting
 
 
-def _proc_cpu(pid: int, children: bool = False) -> float:
-    """CPU seconds of `pid` (plus its reaped children's with `children`); 0 if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
-    return ticks / os.sysconf("SC_CLK_TCK")
+def _proc_cpu(pid: int, reaped_children: bool = False) -> float:
+    """CPU seconds of `pid` (plus its reaped children's with `reaped_children`); 0 if gone."""
+    return cpu_seconds(pid, reaped_children) or 0.0
 
 
 def _children_of(parent: int) -> list[int]:
@@ -236,7 +240,7 @@ class CpuGroups:
     def sample(self) -> dict[str, float]:
         seconds = {name: sum(_proc_cpu(pid) for pid in pids) for name, pids in self.groups.items()}
         if self.postmaster is not None:  # live backends, plus the exited ones (reaped into the postmaster)
-            seconds["postgres"] = _proc_cpu(self.postmaster, children=True) + sum(
+            seconds["postgres"] = _proc_cpu(self.postmaster, reaped_children=True) + sum(
                 _proc_cpu(pid) for pid in _children_of(self.postmaster)
             )
         seconds["client"] = time.process_time()
@@ -316,21 +320,19 @@ def _errors(streams: list[Stream], retrieved: dict[int, str] | None = None) -> l
 
 
 def start_stub(tokens: int, delay: float) -> tuple[subprocess.Popen[bytes], str]:
+    """deploy/stub_upstream.py in a child process (stopped when this one dies), once it answers; its base URL."""
     port = free_port()
     command = [sys.executable, str(ROOT / "deploy" / "stub_upstream.py"), "--port", str(port)]
     command += ["--tokens", str(tokens), "--delay", str(delay)]
     process = subprocess.Popen(command, preexec_fn=die_with_parent)
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base_url}/v1/models", timeout=1).status_code == 200:
-                return process, base_url
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the stub upstream did not start")
-        time.sleep(0.1)
+    try:
+        wait_for_url(f"{base_url}/v1/models", 30, process)
+    except RuntimeError as exc:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"the stub upstream did not start: {exc}") from None
+    return process, base_url
 
 
 async def measure_stub(base_url: str, stub_pid: int, args: argparse.Namespace) -> Result:
@@ -352,12 +354,6 @@ def _log_problems(root: Path) -> int:
         for log in root.glob("*.log")
         for line in log.read_text(errors="replace").splitlines()
     )
-
-
-def _stop_processes(cluster: Cluster) -> None:
-    """The API and worker processes only: PostgreSQL and Redis serve the next configuration."""
-    for process in [*cluster.servers, *cluster.worker_processes]:
-        process.stop()
 
 
 async def measure_cluster(cluster: Cluster, api_key: str, assistant_id: str, stub_pid: int, args) -> Result:
@@ -426,8 +422,8 @@ def run_configuration(
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             print(f"--- {log.name} ---\n{tail}", file=sys.stderr)
         raise
-    finally:
-        _stop_processes(cluster)
+    finally:  # the API and worker processes only: PostgreSQL and Redis serve the next configuration
+        stop_processes([*cluster.servers, *cluster.worker_processes])
     result.log_problems = _log_problems(cluster.root)
     return result
 

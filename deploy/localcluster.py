@@ -13,10 +13,12 @@ This module is also the one harness the tests (`tests/server.py`, `tests/scaleou
 
 - `Process`: one `assistd` command (serve, worker) in a child process with its own log file, optionally pinned
   to CPUs and stopped when its parent dies; stopping (a signal, then SIGKILL after a timeout), its CPU time;
-- `Server`: `assistd serve` on a free 127.0.0.1 port with its own data directory, waited for until /health
-  answers, plus an `assistd worker` beside it when its settings give the API process no worker;
+- `Server`: `assistd serve` (with any extra serve arguments) on a free 127.0.0.1 port with its own data
+  directory, waited for until /health answers, plus an `assistd worker` beside it when its settings give the
+  API process no worker;
 - `Postgres`, `Redis`: the services of a scaled-out deployment; `Cluster`: N API processes and M workers on them;
-- `free_port`, `wait_healthy`, `run_assistd` (one CLI command), `die_with_parent`.
+- `free_port`, `wait_for_url`, `wait_healthy`, `run_assistd` (one CLI command), `die_with_parent`,
+  `cpu_seconds` (of any process, from /proc).
 """
 
 from __future__ import annotations
@@ -62,19 +64,36 @@ def _wait_for_port(port: int, timeout: float, process: subprocess.Popen | None =
     raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout} s")
 
 
-def wait_healthy(base_url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
-    """Wait until `base_url` answers /health (RuntimeError after `timeout`, or as soon as `process` exits)."""
+def wait_for_url(url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
+    """Wait until GET `url` answers 200 (RuntimeError after `timeout`, or as soon as `process`, the program
+    that serves it, exits)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with status {process.returncode}")
+            raise RuntimeError(f"the process serving {url} exited with status {process.returncode}")
         try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"{base_url} did not become healthy in {timeout} s")
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def wait_healthy(base_url: str, timeout: float = 90, process: subprocess.Popen | None = None) -> None:
+    """Wait until `base_url` answers /health (RuntimeError after `timeout`, or as soon as `process` exits)."""
+    wait_for_url(f"{base_url}/health", timeout, process)
+
+
+def cpu_seconds(pid: int, reaped_children: bool = False) -> float | None:
+    """User + system CPU time of process `pid` so far (with `reaped_children`, plus that of its children it has
+    waited for), where /proc has it; None when it has no entry there (gone, or not Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def die_with_parent() -> None:
@@ -150,23 +169,18 @@ class Process:
         """SIGKILL: no shutdown, no flush, as a crash or power cut would end it."""
         self.stop(signal.SIGKILL)
 
-    def wait_for_log(self, text: str, timeout: float = 90) -> None:
-        """Return once `text` is in the log (RuntimeError with the log after `timeout`, or when it exits)."""
+    def wait_for_log(self, text: str, timeout: float = 90, count: int = 1) -> None:
+        """Return once `text` is in the log `count` times (RuntimeError with the log after `timeout`, or when it
+        exits)."""
         deadline = time.monotonic() + timeout
-        while text not in self.log_text():
+        while self.log_text().count(text) < count:
             if time.monotonic() > deadline or not self.running:
                 raise RuntimeError(f"no {text!r} in the log of assistd {' '.join(self.args)}:\n{self.log_text()}")
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the process so far, where /proc has it (None before it started)."""
-        if self.process is None:
-            return None
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid) if self.process is not None else None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -188,9 +202,9 @@ def stop_processes(processes: Iterable[Process], sig: int = signal.SIGINT, timeo
 
 
 class Server:
-    """`assistd serve` on a free 127.0.0.1 port with its own data directory, its environment the caller's plus
-    `env`; beside it an `assistd worker` when `env` runs the API process without one
-    (ASSISTD_EMBEDDED_WORKER=false). Logs: `server.log` and `worker.log` in the data directory. `cpus` and
+    """`assistd serve SERVE_ARGS` (say `--workers 2`) on a free 127.0.0.1 port with its own data directory, its
+    environment the caller's plus `env`; beside it an `assistd worker` when `env` runs the API process without
+    one (ASSISTD_EMBEDDED_WORKER=false). Logs: `server.log` and `worker.log` in the data directory. `cpus` and
     `stop_with_parent` as for `Process`."""
 
     def __init__(
@@ -199,6 +213,7 @@ class Server:
         env: dict[str, str] | None = None,
         cpus: set[int] | None = None,
         stop_with_parent: bool = False,
+        serve_args: Iterable[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -214,7 +229,7 @@ class Server:
             "ASSISTD_PORT": str(self.port),
             **self.extra_env,
         }
-        self.api_process = Process(["serve"], self.env, self.log_path, cpus, stop_with_parent)
+        self.api_process = Process(["serve", *serve_args], self.env, self.log_path, cpus, stop_with_parent)
         self.worker_process: Process | None = None
         if self.env.get("ASSISTD_EMBEDDED_WORKER") == "false":
             self.worker_process = Process(["worker"], self.env, self.worker_log_path, cpus, stop_with_parent)
