@@ -19,7 +19,7 @@ answered in text; a forced `tool_choice` ("required" or a named function) with n
 the outputs joined by `; `, otherwise the default words. Text streams a word (with the space after it) a chunk,
 and stops after `max_tokens` chunks (finish reason `length`); a call streams two chunks, its name and then its
 arguments. Usage: a prompt token per word of the messages' text, a completion token per chunk streamed.
-Each request's body is kept, in order, in `app.state.requests`.
+The bodies of the last 10,000 requests are kept, in order, in `app.state.requests`.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 MODEL = "stub-model"
+KEPT_REQUESTS = 10_000
 DIRECTIVE = re.compile(r"^(say|call|delay|fail):\s*(.*?)\s*$", re.MULTILINE)
 
 
@@ -118,7 +120,7 @@ def plan(body: dict[str, Any], tokens: int, delay: float) -> Reply:
 
 def create_app(tokens: int, delay: float) -> Starlette:
     """The stub's ASGI app: `tokens` words `delay` seconds apart unless the request scripts otherwise."""
-    requests: list[dict[str, Any]] = []
+    requests: deque[dict[str, Any]] = deque(maxlen=KEPT_REQUESTS)
 
     async def models(_request: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "stub"}]})
