@@ -1,1 +1,1 @@
-"""Hosted tools a run uses on its own: file_search (code_interpreter is accepted but not run yet)."""
+"""The tools of runs (function, file_search) behind one interface, and their registry."""
