@@ -30,8 +30,12 @@ DEFAULT_TOKENS = 8
 DEFAULT_ANSWER = "".join(f"word{i} " for i in range(DEFAULT_TOKENS))
 INSTRUCTIONS = "You answer briefly."
 TERMINAL = ("completed", "incomplete", "failed", "cancelled", "expired")
-MESSAGE_FLOW = ["thread.run.step.created", "thread.run.step.in_progress", "thread.message.created"]
-MESSAGE_FLOW += ["thread.message.in_progress"]
+MESSAGE_FLOW = [
+    "thread.run.step.created",
+    "thread.run.step.in_progress",
+    "thread.message.created",
+    "thread.message.in_progress",
+]
 MESSAGE_END = ["thread.message.completed", "thread.run.step.completed", "thread.run.completed"]
 
 
