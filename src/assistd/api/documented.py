@@ -3,8 +3,8 @@
 The builders of protocol/wire.py shape every answer and the models of protocol/ describe them; unit tests hold
 the two together (tests/unit/test_protocol.py) and the models against OpenAI's spec
 (tests/unit/test_openapi_schemas.py). The models document the answers without validating them at run time:
-`response_model=<model>` would cost ~20 µs of CPU per object sent (+2 ms, +75%, on a page of 100 runs), and the
-answer's bytes are the same either way.
+`response_model=<model>` sends the same bytes but costs ~20-35 µs of CPU per object (measured in-process: a run
+0.335 → 0.370 ms per request, a page of 100 runs 2.6 → 4.6 ms).
 """
 
 from __future__ import annotations
