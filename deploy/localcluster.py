@@ -12,7 +12,8 @@ This module is also the one harness the tests (`tests/server.py`, `tests/scaleou
 (`bench/_server.py`, `bench/load.py`) start assistd with:
 
 - `Process`: one `assistd` command (serve, worker) in a child process with its own log file, optionally pinned
-  to CPUs and stopped when its parent dies; stopping (a signal, then SIGKILL after a timeout), its CPU time;
+  to CPUs and stopped when its parent dies; stopping (a signal, then SIGKILL after a timeout), its CPU time,
+  waiting for text (or a regular expression) in its log;
 - `Server`: `assistd serve` (with any extra serve arguments) on a free 127.0.0.1 port with its own data
   directory, waited for until /health answers, plus an `assistd worker` beside it when its settings give the
   API process no worker;
@@ -28,6 +29,7 @@ import ctypes
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -169,11 +171,11 @@ class Process:
         """SIGKILL: no shutdown, no flush, as a crash or power cut would end it."""
         self.stop(signal.SIGKILL)
 
-    def wait_for_log(self, text: str, timeout: float = 90, count: int = 1) -> None:
-        """Return once `text` is in the log `count` times (RuntimeError with the log after `timeout`, or when it
-        exits)."""
+    def wait_for_log(self, text: str | re.Pattern[str], timeout: float = 90, count: int = 1) -> None:
+        """Return once `text` (a string, or a compiled regular expression's matches) is in the log `count` times
+        (RuntimeError with the log after `timeout`, or when it exits)."""
         deadline = time.monotonic() + timeout
-        while self.log_text().count(text) < count:
+        while _occurrences(text, self.log_text()) < count:
             if time.monotonic() > deadline or not self.running:
                 raise RuntimeError(f"no {text!r} in the log of assistd {' '.join(self.args)}:\n{self.log_text()}")
             time.sleep(0.1)
@@ -184,6 +186,10 @@ class Process:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _occurrences(text: str | re.Pattern[str], log: str) -> int:
+    return len(text.findall(log)) if isinstance(text, re.Pattern) else log.count(text)
 
 
 def stop_processes(processes: Iterable[Process], sig: int = signal.SIGINT, timeout: float = 15) -> None:

@@ -4,21 +4,16 @@ a run's on the deterministic stub upstream)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from deploy import stub_upstream
-from deploy.localcluster import free_port, wait_healthy
+from deploy.localcluster import Server
 from tests.conftest import assert_error_shape
 from tests.e2e.test_models import CHAT_MODEL
 from tests.e2e.test_run_protocol import STUB_MODEL, connect, stub_server, wait_terminal
@@ -48,19 +43,6 @@ def long_chat(**extra) -> dict:
 
 def api_key(server: ServerProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {(server.data_dir / 'api_key').read_text().strip()}"}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_for_log(server: ServerProcess, pattern: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, server.log_text()):
-        assert time.monotonic() < deadline, f"no {pattern!r} in the log:\n{server.log_text()[-3000:]}"
-        time.sleep(0.1)
 
 
 def read_until_closed(connection: socket.socket) -> bytes:
@@ -136,11 +118,11 @@ def test_a_client_that_leaves_a_completion_stops_its_generation(server) -> None:
             headers=api_key(server),
             timeout=httpx.Timeout(30, read=1.5),
         )
-    wait_for_log(server, r"client disconnected: POST /v1/chat/completions abandoned")
-    wait_for_log(server, r"generation on \S+ stopped")
-    before = cpu_seconds(server.process.pid)
+    server.api_process.wait_for_log("client disconnected: POST /v1/chat/completions abandoned", timeout=15)
+    server.api_process.wait_for_log(re.compile(r"generation on \S+ stopped"), timeout=15)
+    before = server.cpu_seconds()
     time.sleep(3)
-    assert cpu_seconds(server.process.pid) - before < 1.0  # generating takes at least one core
+    assert server.cpu_seconds() - before < 1.0  # generating takes at least one core
     started = time.monotonic()
     answer = httpx.post(
         f"{server.base_url}/v1/chat/completions",
@@ -222,31 +204,12 @@ def test_sigterm_during_a_run_hands_it_back(tmp_path) -> None:
 
 def test_serve_with_several_processes_has_the_head_timeout_and_stops_on_sigterm(tmp_path) -> None:
     """`assistd serve --workers 2` hands uvicorn's supervisor the same options (pickled for each process)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "ASSISTD_DATA_DIR": str(tmp_path),
-        "ASSISTD_PORT": str(port),
-        "ASSISTD_HEADER_READ_TIMEOUT_SECONDS": str(HEAD_TIMEOUT),
-    }
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "assistd", "serve", "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
+    env = {"ASSISTD_HEADER_READ_TIMEOUT_SECONDS": str(HEAD_TIMEOUT)}
+    server = Server(tmp_path, env, serve_args=["--workers", "2"]).start(timeout=120)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", timeout=120)
-        deadline = time.monotonic() + 60
-        while len(set(re.findall(r"Started server process \[(\d+)\]", log_path.read_text()))) < 2:
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        server.api_process.wait_for_log("Started server process", timeout=60, count=2)
         for _ in range(4):  # connections land on either process
-            assert_head_timeout(port)
-        started = time.monotonic()
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
-        assert time.monotonic() - started < 15
+            assert_head_timeout(server.port)
+        assert server.terminate(timeout=60) < 15
     finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+        server.kill()

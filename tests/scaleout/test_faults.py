@@ -19,10 +19,9 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from deploy.localcluster import Cluster, Postgres, Redis, free_port
-from deploy.stub_upstream import create_app, models_file
+from deploy.localcluster import Cluster, Postgres, Redis
+from deploy.stub_upstream import create_app, models_file, serving
 from tests.server import query_value
 
 TOKENS, DELAY = 40, 0.05  # a stub answer takes 2 s
@@ -31,32 +30,11 @@ LEASE_SECONDS = 3
 SETTLE_SECONDS = 40  # bound for any run to finish after a fault
 
 
-class StubUpstream:
-    """The stub model in a thread of the test process."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(create_app(TOKENS, DELAY), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> StubUpstream:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     root: Path = tmp_path_factory.mktemp("cluster")
-    with StubUpstream() as upstream:
-        (root / "models.toml").write_text(models_file(f"http://127.0.0.1:{upstream.port}/v1"))
+    with serving(create_app(TOKENS, DELAY)) as upstream_url:  # the stub model in a thread of the test process
+        (root / "models.toml").write_text(models_file(upstream_url))
         cluster = Cluster(
             root,
             postgres=Postgres(Path(tempfile.mkdtemp(prefix="assistd-pg-")) / "pg").start(),
