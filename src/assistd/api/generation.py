@@ -15,7 +15,6 @@ from assistd.api.documented import ERRORS, returns, streams
 from assistd.errors import InvalidRequest
 from assistd.protocol import wire
 from assistd.protocol.common import inline_schema
-from assistd.protocol.events import DONE
 from assistd.protocol.generation import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -44,7 +43,7 @@ def _sse(objects: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
                 yield sse.encode(item)
         except Exception as exc:  # after the 200: the error travels inside the stream
             yield sse.encode(error_event(exc))
-        yield sse.encode(DONE)
+        yield sse.encode(sse.DONE)
 
     return sse.response(messages())
 

@@ -14,7 +14,7 @@ from assistd.api.documented import ERRORS, returns, streams
 from assistd.api.pagination import list_envelope, page_params
 from assistd.protocol.assistants import Run, RunStep
 from assistd.protocol.common import ListPage
-from assistd.protocol.events import DONE, run_stream_schema
+from assistd.protocol.events import run_stream_schema
 from assistd.schemas.runs import RunCreate, RunUpdate, SubmitToolOutputs, ThreadAndRunCreate
 from assistd.services.runs import Started
 from assistd.store.pagination import PageRequest
@@ -44,7 +44,7 @@ def _answer(started: Started, response: Response) -> dict[str, Any] | StreamingR
                 yield sse.encode(event.data, event.name)
         finally:
             await subscription.close()  # the run goes on without us
-        yield sse.encode(DONE, "done")
+        yield sse.encode(sse.DONE, "done")
 
     return sse.response(messages())
 

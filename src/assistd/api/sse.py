@@ -8,6 +8,9 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 from assistd.api.responses import dumps
+from assistd.protocol.events import DONE
+
+__all__ = ["DONE", "encode", "response"]
 
 
 def encode(data: dict[str, Any] | str, event: str | None = None) -> bytes:
