@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from assistd import metrics
@@ -20,6 +19,7 @@ from assistd.clock import now
 from assistd.engines.base import Chunk, GenerationRequest, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest
+from assistd.generation.pipeline import collect, resolve
 from assistd.protocol import wire
 from assistd.schemas.chat import ChatCompletionCreate
 from assistd.schemas.completions import CompletionCreate
@@ -35,24 +35,6 @@ def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
     if stop is None:
         return ()
     return (stop,) if isinstance(stop, str) else tuple(stop)
-
-
-@dataclass
-class Collected:
-    """Everything one choice's stream said, put together."""
-
-    text: str = ""
-    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
-    finish_reason: str = "stop"
-    usage: Usage = field(default_factory=lambda: Usage(0, 0))
-
-    def add(self, chunk: Chunk) -> None:
-        self.text += chunk.text
-        wire.extend_tool_calls(self.tool_calls, chunk.tool_calls)
-        if chunk.finish_reason:
-            self.finish_reason = chunk.finish_reason
-        if chunk.usage:
-            self.usage = chunk.usage
 
 
 async def first_then_rest(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
@@ -108,14 +90,12 @@ class GenerationService:
         )
 
     async def chat(self, principal: Principal, body: ChatCompletionCreate) -> dict[str, Any]:
-        engine = self.registry.text(body.model)
+        engine = resolve(self.registry, body.model).engine
         request = self._chat_request(body)
         choices, usage, started = [], Usage(0, 0), time.perf_counter()
         for index in range(body.n or 1):
-            collected = Collected()
-            async for chunk in engine.stream(request):
-                collected.add(chunk)
-            message = wire.chat_message(collected.text, [collected.tool_calls[i] for i in sorted(collected.tool_calls)])
+            collected = await collect(engine, request)
+            message = wire.chat_message(collected.text, collected.calls())
             choices.append(wire.chat_choice(index, message, collected.finish_reason))
             usage = Usage(collected.usage.prompt_tokens, usage.completion_tokens + collected.usage.completion_tokens)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -124,7 +104,7 @@ class GenerationService:
 
     async def chat_stream(self, principal: Principal, body: ChatCompletionCreate) -> AsyncIterator[dict[str, Any]]:
         """The chunk objects of a streamed chat completion (the caller frames them as SSE)."""
-        engine = self.registry.text(body.model)
+        engine = resolve(self.registry, body.model).engine
         started = time.perf_counter()
         request = self._chat_request(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -175,13 +155,11 @@ class GenerationService:
         ]
 
     async def complete(self, principal: Principal, body: CompletionCreate, model: str) -> dict[str, Any]:
-        engine = self.registry.text(model)
+        engine = resolve(self.registry, model).engine
         choices, prompt_tokens, completion_tokens, started = [], 0, 0, time.perf_counter()
         requests = self._completion_requests(body)
         for index, request in enumerate(requests):
-            collected = Collected()
-            async for chunk in engine.stream(request):
-                collected.add(chunk)
+            collected = await collect(engine, request)
             text = ((request.prompt or "") if body.echo else "") + collected.text
             choices.append(wire.text_choice(index, text, collected.finish_reason))
             if index % (body.n or 1) == 0:
@@ -194,7 +172,7 @@ class GenerationService:
     async def complete_stream(
         self, principal: Principal, body: CompletionCreate, model: str
     ) -> AsyncIterator[dict[str, Any]]:
-        engine = self.registry.text(model)
+        engine = resolve(self.registry, model).engine
         started = time.perf_counter()
         requests = self._completion_requests(body)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
