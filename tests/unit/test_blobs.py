@@ -12,9 +12,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from assistd.clock import now
 from assistd.config import Settings
 from assistd.ids import new_id
-from assistd.clock import now
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore, open_blob_store
 from assistd.store.database import Database

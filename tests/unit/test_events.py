@@ -19,12 +19,12 @@ from sqlalchemy import select
 from assistd.api import sse
 from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
-from assistd.ids import new_id
 from assistd.events import bus as events_module
 from assistd.events.bus import Event, LocalEventBus, PollingEventBus, RedisEventBus, Subscription
+from assistd.ids import new_id
+from assistd.protocol import wire
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.schemas.runs import SubmitToolOutputs
-from assistd.protocol import wire
 from assistd.services.buckets import MemoryBuckets
 from assistd.services.limit_settings import NO_LIMITS
 from assistd.services.limits import LimitService

@@ -9,15 +9,15 @@ import time
 import pytest
 from sqlalchemy import update
 
+from assistd.clock import now
 from assistd.engines.base import Chunk, Usage
 from assistd.engines.registry import ModelRegistry
+from assistd.events.bus import LocalEventBus
 from assistd.ids import new_id
 from assistd.retrieval.chunking import TokenChunker
-from assistd.events.bus import LocalEventBus
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
 from assistd.runtime.worker import Worker
-from assistd.clock import now
 from assistd.store import tables
 from assistd.store.blobs import LocalBlobStore
 from assistd.store.database import Database

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 import pytest
 from sqlalchemy import func, select
 
+from assistd.clock import now
 from assistd.engines.base import Embeddings
 from assistd.ids import new_id
 from assistd.retrieval.chunking import TokenChunker
 from assistd.runtime.ingestion import MAX_ATTEMPTS, Ingestor
 from assistd.schemas.vector_stores import VectorStoreFileCreate
-from assistd.clock import now
 from assistd.services.vector_stores import add_files, create_store
 from assistd.store import tables
 from assistd.store.blobs import BlobStore, LocalBlobStore

@@ -199,6 +199,8 @@ def test_run_step(include) -> None:
 def test_deltas() -> None:
     annotation = {"type": "file_citation", "text": "[1]", "file_citation": {"file_id": "file_1"}}
     sent_unchanged(MessageDelta, wire.message_text_delta("msg_1", "hi", [annotation]))
+    text = {"value": "hi [1]", "annotations": [{**annotation, "start_index": 3, "end_index": 6}]}
+    sent_unchanged(MessageDelta, wire.message_content_delta(message_row(content=[{"type": "text", "text": text}])))
     call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
     sent_unchanged(RunStepDelta, wire.step_tool_calls_delta("step_1", [call]))
 

@@ -9,13 +9,13 @@ import time
 import pytest
 
 from assistd import lifecycle
+from assistd.clock import now
 from assistd.engines.base import Chunk, ToolCallDelta, Usage
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import UpstreamError
-from assistd.ids import new_id
 from assistd.events.bus import LocalEventBus
+from assistd.ids import new_id
 from assistd.runtime.executor import MAX_ATTEMPTS, ExecutorSettings, RunExecutor
-from assistd.clock import now
 from assistd.services.buckets import MemoryBuckets
 from assistd.services.limit_settings import NO_LIMITS
 from assistd.services.limits import LimitService

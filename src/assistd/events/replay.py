@@ -25,18 +25,6 @@ def _run_state(shown: dict[str, Any]) -> tuple[str, Any]:
     return shown["status"], shown["required_action"]
 
 
-def _whole_text(message: tables.Message) -> dict[str, Any]:
-    """A thread.message.delta carrying all of the message's content (annotations indexed as the SDK expects)."""
-    content = []
-    for index, block in enumerate(message.content):
-        if block.get("type") == "text":
-            text = block["text"]
-            annotations = [{"index": i, **a} for i, a in enumerate(text.get("annotations") or [])]
-            block = {"type": "text", "text": {"value": text["value"], "annotations": annotations}}
-        content.append({"index": index, **block})
-    return {"id": message.id, "object": "thread.message.delta", "delta": {"content": content}}
-
-
 class RunReplay:
     def __init__(self, db: Database, run_id: str) -> None:
         self.db = db
@@ -111,7 +99,7 @@ class RunReplay:
             events += announce.message_opened(message)
         if message.status != MessageStatus.IN_PROGRESS and self._messages.get(message.id) != message.status:
             if message.id not in self._streamed and message.content:
-                events.append(("thread.message.delta", _whole_text(message)))
+                events.append(("thread.message.delta", wire.message_content_delta(message)))
             events.append(announce.message_ended(message))
         return events
 

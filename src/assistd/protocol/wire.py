@@ -455,6 +455,18 @@ def message_text_delta(message_id: str, text: str, annotations: Sequence[dict[st
     }
 
 
+def message_content_delta(row: tables.Message) -> dict[str, Any]:
+    """A thread.message.delta carrying all of a message's content (annotations indexed as the SDK expects)."""
+    content = []
+    for index, block in enumerate(row.content):
+        if block.get("type") == "text":
+            text = block["text"]
+            annotations = [{"index": i, **a} for i, a in enumerate(text.get("annotations") or [])]
+            block = {"type": "text", "text": {"value": text["value"], "annotations": annotations}}
+        content.append({"index": index, **block})
+    return {"id": row.id, "object": "thread.message.delta", "delta": {"content": content}}
+
+
 def step_tool_calls_delta(step_id: str, calls: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A thread.run.step.delta bringing `calls` into a tool_calls step (clients append deltas to the step)."""
     return {

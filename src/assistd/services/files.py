@@ -130,7 +130,7 @@ class FileService:
             if not await FileRepository(session, principal.project_id).delete(file_id):
                 raise NotFound.for_object("file", file_id)
         await self.blobs.delete(principal.project_id, file_id)
-        return {"id": file_id, "object": "file", "deleted": True}
+        return wire.file_deleted(file_id)
 
 
 def _require_purpose(purpose: str) -> None:

@@ -105,12 +105,7 @@ class VectorStoreFileService:
             text = await asyncio.to_thread(extract_text, file.filename, data, self.max_characters)
         except (UnsupportedFile, InvalidFile) as exc:
             raise InvalidRequest(f"The file's content cannot be read: {exc}", code="invalid_file") from exc
-        return {
-            "object": "vector_store.file_content.page",
-            "data": [{"type": "text", "text": text}],
-            "has_more": False,
-            "next_page": None,
-        }
+        return wire.file_content_page(text)
 
     # file batches
 

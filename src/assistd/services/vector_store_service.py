@@ -110,13 +110,7 @@ class VectorStoreService(VectorStoreFileService):
             score_threshold=(options.score_threshold or 0.0) if options else 0.0,
             weights=weights,
         )
-        return {
-            "object": "vector_store.search_results.page",
-            "search_query": queries,
-            "data": [wire.search_result(hit) for hit in hits],
-            "has_more": False,
-            "next_page": None,
-        }
+        return wire.search_results_page(queries, hits)
 
     async def find(
         self,
