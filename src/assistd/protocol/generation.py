@@ -38,10 +38,10 @@ class ChatCompletion(WireModel):
     object: Literal["chat.completion"]
     created: int
     model: str
-    choices: list[ChatChoice]
-    usage: Usage
     system_fingerprint: str
     service_tier: str
+    choices: list[ChatChoice]
+    usage: Usage
 
 
 class FunctionCallDelta(WireModel):
@@ -100,9 +100,9 @@ class TextCompletion(WireModel):
     object: Literal["text_completion"]
     created: int
     model: str
+    system_fingerprint: str
     choices: list[TextChoice]
     usage: Usage
-    system_fingerprint: str
 
 
 class TextCompletionChunk(WireModel):

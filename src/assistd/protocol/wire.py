@@ -295,20 +295,24 @@ def chat_choice(index: int, message: dict[str, Any], finish_reason: str) -> dict
     return {"index": index, "message": message, "logprobs": None, "finish_reason": finish_reason}
 
 
+def _generated(completion_id: str, object_type: str, created: int, model: str, *, chat: bool) -> dict[str, Any]:
+    """The fields every completion and completion chunk opens with (chat ones have a service tier)."""
+    head = {
+        "id": completion_id,
+        "object": object_type,
+        "created": created,
+        "model": model,
+        "system_fingerprint": SYSTEM_FINGERPRINT,
+    }
+    return {**head, "service_tier": "default"} if chat else head
+
+
 def chat_completion(
     completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage
 ) -> dict[str, Any]:
     """A whole chat completion."""
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": list(choices),
-        "usage": usage(counts),
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "service_tier": "default",
-    }
+    head = _generated(completion_id, "chat.completion", created, model, chat=True)
+    return {**head, "choices": list(choices), "usage": usage(counts)}
 
 
 def chat_opening_delta() -> dict[str, Any]:
@@ -347,15 +351,7 @@ def chat_completion_chunk(
     counts: Usage | None = None,
 ) -> dict[str, Any]:
     """One chunk of a streamed chat completion; with `include_usage` it has `usage`: null, or `counts`."""
-    chunk: dict[str, Any] = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "service_tier": "default",
-        "choices": list(choices),
-    }
+    chunk = {**_generated(completion_id, "chat.completion.chunk", created, model, chat=True), "choices": list(choices)}
     if include_usage:
         chunk["usage"] = usage(counts) if counts is not None else None
     return chunk
@@ -369,29 +365,15 @@ def text_completion(
     completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage
 ) -> dict[str, Any]:
     """A whole legacy completion."""
-    return {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "choices": list(choices),
-        "usage": usage(counts),
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-    }
+    head = _generated(completion_id, "text_completion", created, model, chat=False)
+    return {**head, "choices": list(choices), "usage": usage(counts)}
 
 
 def text_completion_chunk(
     completion_id: str, created: int, model: str, choices: Sequence[dict[str, Any]], counts: Usage | None = None
 ) -> dict[str, Any]:
     """One event of a streamed legacy completion; the last one, when usage is asked for, has `counts`."""
-    chunk: dict[str, Any] = {
-        "id": completion_id,
-        "object": "text_completion",
-        "created": created,
-        "model": model,
-        "system_fingerprint": SYSTEM_FINGERPRINT,
-        "choices": list(choices),
-    }
+    chunk = {**_generated(completion_id, "text_completion", created, model, chat=False), "choices": list(choices)}
     if counts is not None:
         chunk["usage"] = usage(counts)
     return chunk

@@ -31,10 +31,18 @@ from assistd.services.usage import UsageService
 log = logging.getLogger(__name__)
 
 
-def _stop(stop: str | list[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    return (stop,) if isinstance(stop, str) else tuple(stop)
+def _sampling(body: ChatCompletionCreate | CompletionCreate) -> dict[str, Any]:
+    """The sampling fields chat and legacy completions share."""
+    stop = () if body.stop is None else (body.stop,) if isinstance(body.stop, str) else tuple(body.stop)
+    return {
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "stop": stop,
+        "seed": body.seed,
+        "presence_penalty": body.presence_penalty,
+        "frequency_penalty": body.frequency_penalty,
+        "user": body.user,
+    }
 
 
 async def first_then_rest(chunks: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
@@ -76,17 +84,11 @@ class GenerationService:
         return GenerationRequest(
             messages=body.message_dicts(),
             max_tokens=body.token_limit(),
-            temperature=body.temperature,
-            top_p=body.top_p,
-            stop=_stop(body.stop),
-            seed=body.seed,
-            presence_penalty=body.presence_penalty,
-            frequency_penalty=body.frequency_penalty,
+            **_sampling(body),
             tools=to_stored(body.tools) or (),
             tool_choice=to_stored(body.tool_choice),
             parallel_tool_calls=body.parallel_tool_calls is not False,
             response_format=to_stored(body.response_format) if body.response_format != "auto" else None,
-            user=body.user,
         )
 
     async def chat(self, principal: Principal, body: ChatCompletionCreate) -> dict[str, Any]:
@@ -142,13 +144,7 @@ class GenerationService:
             GenerationRequest(
                 prompt=prompt,
                 max_tokens=body.max_tokens,
-                temperature=body.temperature,
-                top_p=body.top_p,
-                stop=_stop(body.stop),
-                seed=body.seed,
-                presence_penalty=body.presence_penalty,
-                frequency_penalty=body.frequency_penalty,
-                user=body.user,
+                **_sampling(body),
             )
             for prompt in body.prompts()
             for _ in range(body.n or 1)
