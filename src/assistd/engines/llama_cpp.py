@@ -4,19 +4,23 @@ One model is loaded once per process. llama.cpp calls block and a context is not
 generation runs on the engine's single worker thread: concurrent requests queue in arrival order (FIFO) and
 each streams as soon as its turn comes. Tokens travel to the event loop as they are produced; a consumer
 that stops listening (a client that disconnects) stops the generation at the next token.
+
+A prompt evaluates only what its longest evaluated prefix lacks: the live context's own, or a state saved in the
+prompt cache (prompt_cache.py) when another conversation took the context meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import ctypes
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import llama_cpp
 from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteriaList, llama_types
@@ -25,6 +29,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from assistd.engines.base import Chunk, FinishReason, GenerationRequest, SchemaBounds, ToolCallDelta, Usage
 from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
+from assistd.engines.prompt_cache import DEFAULT_PROMPT_CACHE_BYTES, PromptCache, batch_sizes, common_prefix_length
 from assistd.engines.prompting import function_specs, template_messages
 from assistd.errors import InvalidRequest
 from assistd.ids import new_id
@@ -34,6 +39,16 @@ log = logging.getLogger(__name__)
 # Used when neither the request nor the model's configured defaults set a sampling parameter.
 SAMPLING_FALLBACKS = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0}
 _END = object()
+_SEQUENCE = 0  # llama-cpp-python evaluates every token in sequence 0
+
+
+class _Piece(NamedTuple):
+    """A step of a generation: its text, and the counts so far for the usage."""
+
+    text: str
+    finish_reason: FinishReason | None
+    generated: int  # tokens sampled, the end-of-turn token included
+    reused: int  # prompt tokens taken from an evaluated prefix rather than evaluated
 
 
 class LlamaCppEngine:
@@ -48,6 +63,7 @@ class LlamaCppEngine:
         threads: int | None = None,
         defaults: dict[str, float] | None = None,
         schema_bounds: SchemaBounds = SchemaBounds(),
+        prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE_BYTES,
     ) -> None:
         if not model_path.is_file():
             raise ModelFileError(f"model file '{model_path}' does not exist")
@@ -72,6 +88,9 @@ class LlamaCppEngine:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
         self._prompt_cancelled: threading.Event | None = None
         self._abort_callback = llama_cpp.ggml_abort_callback(self._prompt_abort_requested)  # llama.cpp points to it
+        # None: every prompt is evaluated from scratch
+        self._prompt_cache = PromptCache(prompt_cache_bytes) if prompt_cache_bytes > 0 else None
+        self._exact_tokens = 0  # leading tokens of the live context evaluated in a prompt (see prompt_cache.py)
         self._longest_token_bytes = max(
             len(self._llama.detokenize([token], special=True)) for token in range(self._llama.n_vocab())
         )
@@ -102,7 +121,10 @@ class LlamaCppEngine:
         return None
 
     def count_tokens(self, text: str) -> int:
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._tokenize(text))
+
+    def _tokenize(self, text: str) -> list[int]:
+        return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """The prompt's tokens; for a prompt that surely cannot fit, a number above the context (uncounted)."""
@@ -148,7 +170,8 @@ class LlamaCppEngine:
             )
         prompt = self.render_chat(request) if is_chat else request.prompt or ""
         grammar_text, may_call = self._grammar(request)
-        prompt_tokens = await asyncio.to_thread(self.count_tokens, prompt)
+        tokens = await asyncio.to_thread(self._tokenize, prompt)
+        prompt_tokens = len(tokens)
         available = self.context_length - prompt_tokens
         if available < 1:
             raise InvalidRequest(
@@ -160,7 +183,9 @@ class LlamaCppEngine:
         max_tokens = available if request.max_tokens is None else min(request.max_tokens, available)
         stops = [*request.stop, self._eos_text] if is_chat else list(request.stop)
         options = self._sampling(request)
-        pieces = self._generate(prompt, max_tokens, stops, grammar_text, options)
+        if self._llama._model.add_bos_token():  # as llama-cpp-python does for a prompt given as text
+            tokens.insert(0, self._llama.token_bos())
+        pieces = self._generate(tokens, max_tokens, stops, grammar_text, options)
         if may_call:
             async for chunk in self._as_tool_call_or_text(pieces, prompt_tokens):
                 yield chunk
@@ -183,9 +208,9 @@ class LlamaCppEngine:
         }
 
     async def _generate(
-        self, prompt: str, max_tokens: int, stops: list[str], grammar_text: str | None, options: dict[str, Any]
-    ) -> AsyncIterator[tuple[str, FinishReason | None, int]]:
-        """(text piece, finish reason, tokens generated so far) from the worker thread, as they come."""
+        self, tokens: list[int], max_tokens: int, stops: list[str], grammar_text: str | None, options: dict[str, Any]
+    ) -> AsyncIterator[_Piece]:
+        """The generation's pieces from the worker thread, as they come."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancelled = threading.Event()
@@ -219,15 +244,14 @@ class LlamaCppEngine:
                 if cancelled.is_set():
                     return
                 grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
-                # Evaluate every prompt from scratch: reusing a cached prefix splits the evaluation into other
-                # batches, which shifts the logits slightly, and temperature 0 would stop being repeatable.
-                self._llama.reset()
                 self._abort_prompt_on(cancelled)
-                # stream=True: an iterator of chunks (create_completion's annotation is not overloaded on `stream`)
+                reused = self._evaluate_prompt(tokens)
+                # The whole prompt is evaluated: create_completion samples at once. stream=True: an iterator of
+                # chunks (create_completion's annotation is not overloaded on `stream`)
                 stream = cast(
                     Iterator[llama_types.CreateCompletionStreamResponse],
                     self._llama.create_completion(
-                        prompt,
+                        tokens,
                         max_tokens=max_tokens,
                         stop=stops,
                         stream=True,
@@ -239,7 +263,8 @@ class LlamaCppEngine:
                 )
                 for part in stream:
                     choice = part["choices"][0]
-                    loop.call_soon_threadsafe(queue.put_nowait, (choice["text"], choice["finish_reason"], generated()))
+                    piece = _Piece(choice["text"], choice["finish_reason"], generated(), reused)
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
                     if cancelled.is_set():
                         break
                 if cancelled.is_set():
@@ -266,6 +291,63 @@ class LlamaCppEngine:
             if job.done():
                 job.exception()  # already reported through the queue
 
+    def _evaluate_prompt(self, tokens: list[int]) -> int:
+        """Bring the context to `tokens`, all evaluated, from the longest prefix the live context or the prompt
+        cache holds; the number of tokens reused. A prompt stopped half way leaves the batches it finished."""
+        reused = self._reuse_prefix(tokens) if self._prompt_cache is not None and tokens else 0
+        if not reused:
+            self._llama.reset()
+        self._exact_tokens = reused
+        start = reused
+        for size in batch_sizes(len(tokens) - reused, self._llama.n_batch):
+            self._llama.eval(tokens[start : start + size])
+            start += size
+            if size > 1:
+                self._exact_tokens = start
+        return reused
+
+    def _reuse_prefix(self, tokens: list[int]) -> int:
+        """Keep or restore the longest evaluated prefix of `tokens`, leaving at least two tokens to evaluate (one
+        alone would get other logits); its length. The live context's prompt is saved first if it would be lost."""
+        assert self._prompt_cache is not None
+        limit = max(len(tokens) - 2, 0)
+        live = min(common_prefix_length(self._llama.input_ids[: self._exact_tokens], tokens), limit)
+        saved, from_cache = self._prompt_cache.longest_prefix(tokens)  # before saving: no eviction takes it now
+        if live < self._exact_tokens:
+            self._save_live_prompt()
+        if saved is not None and min(from_cache, limit) > live and self._restore(saved.tokens, saved.state, saved.size):
+            self._llama.n_tokens = min(from_cache, limit)  # the next eval drops what follows
+            return self._llama.n_tokens
+        self._llama.n_tokens = live
+        return live
+
+    def _save_live_prompt(self) -> None:
+        """Put the live context's evaluated prompt into the prompt cache, unless a saved state holds it already."""
+        assert self._prompt_cache is not None
+        length = self._exact_tokens
+        tokens = self._llama.input_ids[:length].copy()
+        if self._prompt_cache.covers(tokens):
+            return
+        self._llama._ctx.kv_cache_seq_rm(_SEQUENCE, length, -1)  # the generated tokens are not reused
+        self._llama.n_tokens = length
+        ctx = self._llama._ctx.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, _SEQUENCE)
+        state = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, state, size, _SEQUENCE)
+        if written == size:
+            self._prompt_cache.add(tokens, state, size)
+
+    def _restore(self, tokens: Any, state: Any, size: int) -> bool:
+        """Make a saved state the live context; False (and an empty context) where llama.cpp refuses it."""
+        self._llama._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._llama.n_tokens = self._exact_tokens = 0
+        if llama_cpp.llama_state_seq_set_data(self._llama._ctx.ctx, state, size, _SEQUENCE) != size:
+            log.warning("the prompt cache's state of %d tokens could not be restored", len(tokens))
+            return False
+        self._llama.input_ids[: len(tokens)] = tokens
+        self._llama.n_tokens = self._exact_tokens = len(tokens)
+        return True
+
     def _abort_prompt_on(self, cancelled: threading.Event | None) -> None:
         """While a prompt is evaluated (seconds for a long one, and llama-cpp-python offers no hook before the
         first token), llama.cpp asks `_prompt_abort_requested` at every step of its compute graph whether to stop.
@@ -278,24 +360,23 @@ class LlamaCppEngine:
         cancelled = self._prompt_cancelled
         return cancelled is not None and cancelled.is_set()
 
-    async def _as_text(self, pieces: AsyncIterator[tuple[str, FinishReason | None, int]], prompt_tokens: int):
+    async def _as_text(self, pieces: AsyncIterator[_Piece], prompt_tokens: int):
         finish: FinishReason = "stop"
-        generated = 0
-        async for text, reason, so_far in pieces:
-            if text:
-                yield Chunk(text=text)
-            finish, generated = reason or finish, so_far
-        yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
+        usage = Usage(prompt_tokens, 0)
+        async for piece in pieces:
+            if piece.text:
+                yield Chunk(text=piece.text)
+            finish, usage = piece.finish_reason or finish, _usage(prompt_tokens, piece)
+        yield Chunk(finish_reason=finish, usage=usage)
 
-    async def _as_tool_call_or_text(
-        self, pieces: AsyncIterator[tuple[str, FinishReason | None, int]], prompt_tokens: int
-    ):
+    async def _as_tool_call_or_text(self, pieces: AsyncIterator[_Piece], prompt_tokens: int):
         """Text streams through; output that opens with "{" or "[" is a call, or an array of calls (the grammar saw
         to it), and is sent whole."""
         finish: FinishReason
-        buffered, is_call, finish, generated = "", None, "stop", 0
-        async for text, reason, so_far in pieces:
-            finish, generated = reason or finish, so_far
+        buffered, is_call, finish, usage = "", None, "stop", Usage(prompt_tokens, 0)
+        async for piece in pieces:
+            text = piece.text
+            finish, usage = piece.finish_reason or finish, _usage(prompt_tokens, piece)
             if is_call is None and text:
                 is_call = text.lstrip()[:1] in ("{", "[")
             if is_call:
@@ -307,7 +388,7 @@ class LlamaCppEngine:
                 parsed = json.loads(buffered)
             except json.JSONDecodeError:  # cut off by max_tokens: report it as text, as OpenAI does
                 yield Chunk(text=buffered)
-                yield Chunk(finish_reason="length", usage=Usage(prompt_tokens, generated))
+                yield Chunk(finish_reason="length", usage=usage)
                 return
             calls = parsed if isinstance(parsed, list) else [parsed]
             yield Chunk(
@@ -322,11 +403,16 @@ class LlamaCppEngine:
                 )
             )
             finish = "tool_calls"
-        yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens, generated))
+        yield Chunk(finish_reason=finish, usage=usage)
 
     async def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llama.close()
+
+
+def _usage(prompt_tokens: int, piece: _Piece) -> Usage:
+    """The usage after `piece` (a reused BOS token the prompt count leaves out is not counted either)."""
+    return Usage(prompt_tokens, piece.generated, min(piece.reused, prompt_tokens))
 
 
 def _text_bytes(content: Any) -> int:

