@@ -242,7 +242,8 @@ def test_a_streamed_run_sends_every_event_in_order(server, keys, client, assista
     assert step["step_details"] == {"type": "message_creation", "message_creation": {"message_id": message["id"]}}
     assert step["status"] == "completed" and step["run_id"] == run["id"] == message["run_id"]
     tokens = {"prompt_tokens": prompt_tokens(INSTRUCTIONS, f"say: {text}"), "completion_tokens": len(words(text))}
-    assert run["status"] == "completed" and run["usage"] == {**tokens, "total_tokens": sum(tokens.values())}
+    cached = {"prompt_tokens_details": {"cached_tokens": 0}}  # the stub caches nothing
+    assert run["status"] == "completed" and run["usage"] == {**tokens, "total_tokens": sum(tokens.values()), **cached}
     assert step["usage"] == run["usage"]
 
 
@@ -542,6 +543,7 @@ def test_two_tool_rounds_and_the_usage_of_each(client, tool_assistant, stub) -> 
         "prompt_tokens": sum(sent),
         "completion_tokens": 7,
         "total_tokens": sum(sent) + 7,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 

@@ -187,7 +187,13 @@ def test_text_completes(world) -> None:
     engine = ScriptedEngine()
     engine.script = [Chunk(text="Hel"), Chunk(text="lo"), Chunk(finish_reason="stop", usage=Usage(5, 2))]
     run, events, steps = asyncio.run(drive(world, engine))
-    assert run.status == "completed" and run.usage == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert run.status == "completed"
+    assert run.usage == {
+        "prompt_tokens": 5,
+        "completion_tokens": 2,
+        "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert events == [
         "thread.run.in_progress",
         "thread.run.step.created",

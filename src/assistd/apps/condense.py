@@ -61,7 +61,7 @@ async def condense(engine: TextEngine, request: GenerationRequest, budget: int) 
         for part in parts:
             summary, used = await _generate(engine, _part_request(part))
             summaries.append(summary.strip())
-            usage = Usage(usage.prompt_tokens + used.prompt_tokens, usage.completion_tokens + used.completion_tokens)
+            usage += used
         messages[last] = {**messages[last], "content": "\n\n".join(summaries)}
     return Condensed(replace(request, messages=messages), usage, MAX_ROUNDS)
 

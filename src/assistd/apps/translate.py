@@ -69,7 +69,7 @@ class ProtectedTranslation:
         messages = list(request.messages or [])
         last = max(i for i, message in enumerate(messages) if message["role"] == "user")
         instructions = [m for m in messages if m["role"] == "system"]
-        prompt = completion = 0
+        spent = Usage(0, 0)
         for prefix, words, suffix in pieces(str(messages[last]["content"])):
             if not words:
                 yield Chunk(text=prefix)
@@ -86,6 +86,6 @@ class ProtectedTranslation:
             async for chunk in self.engine.stream(line_request):
                 translated += chunk.text
                 usage = chunk.usage or usage
-            prompt, completion = prompt + usage.prompt_tokens, completion + usage.completion_tokens
+            spent += usage
             yield Chunk(text=prefix + restore(words, translated) + suffix)
-        yield Chunk(finish_reason="stop", usage=Usage(prompt, completion))
+        yield Chunk(finish_reason="stop", usage=spent)

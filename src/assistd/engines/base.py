@@ -25,6 +25,18 @@ class Usage:
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def __add__(self, other: Usage) -> Usage:
+        """Two generations' tokens together (each evaluated its own prompt)."""
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    def answer_only(self) -> Usage:
+        """The completion tokens alone: another answer to a prompt already counted (`n` > 1)."""
+        return Usage(0, self.completion_tokens)
+
 
 @dataclass(frozen=True)
 class ToolCallDelta:
@@ -70,6 +82,7 @@ class GenerationRequest:
     parallel_tool_calls: bool = True
     response_format: dict[str, Any] | None = None
     user: str | None = None
+    prompt_cache_key: str | None = None  # a hint for engines that cache prompts by key (the local one needs none)
 
 
 @dataclass(frozen=True)

@@ -250,6 +250,7 @@ class OpenAICompatTextEngine:
             "presence_penalty": request.presence_penalty,
             "frequency_penalty": request.frequency_penalty,
             "user": request.user,
+            "prompt_cache_key": request.prompt_cache_key,
         }
         body.update({name: value for name, value in sampling.items() if value is not None})
         if request.stop:
@@ -318,7 +319,9 @@ def _parse_usage(usage: Any) -> Usage | None:
     prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if not isinstance(prompt_tokens, int) or not isinstance(completion_tokens, int):
         return None
-    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    cached = cached if isinstance(cached, int) and 0 <= cached <= prompt_tokens else 0
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached)
 
 
 class OpenAICompatEmbeddingEngine:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from assistd.lifecycle import MessageStatus, RunStatus, StepStatus
-from assistd.protocol.common import Metadata, Usage, WireModel, extension
+from assistd.protocol.common import Metadata, RunUsage, WireModel, extension
 
 JSONObject = dict[str, Any]
 
@@ -83,7 +83,7 @@ class Run(WireModel):
     max_prompt_tokens: int | None
     truncation_strategy: JSONObject
     incomplete_details: JSONObject | None
-    usage: Usage | None
+    usage: RunUsage | None
     response_format: Literal["auto"] | JSONObject
     tool_choice: Literal["none", "auto", "required"] | JSONObject
     parallel_tool_calls: bool
@@ -106,7 +106,7 @@ class RunStep(WireModel):
     failed_at: int | None
     last_error: JSONObject | None
     step_details: JSONObject
-    usage: Usage | None
+    usage: RunUsage | None
     metadata: Metadata
 
 

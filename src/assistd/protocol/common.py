@@ -32,12 +32,28 @@ def omitted(description: str) -> Any:
     return Field(None, description=description, json_schema_extra=_no_default)
 
 
+class PromptTokensDetails(WireModel):
+    cached_tokens: int = Field(description="Prompt tokens taken from the engine's prompt cache, not evaluated.")
+
+
 class Usage(WireModel):
-    """Token counts of a completion, a run or a run step."""
+    """Token counts of a chat or legacy completion."""
 
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+
+
+class RunUsage(WireModel):
+    """Token counts of a run or a run step: OpenAI's, and the cached prompt tokens as chat completions show them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails = extension(
+        "As on chat completions; absent on runs stored before assistd reported it.", default=None
+    )
 
 
 Item = TypeVar("Item", bound=BaseModel)
@@ -111,8 +127,9 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
             return [resolve(item) for item in node]
         if not isinstance(node, dict):
             return node
-        if "$ref" in node:
-            return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
-        return {key: resolve(value) for key, value in node.items()}
+        resolved = {key: resolve(value) for key, value in node.items() if key != "$ref"}
+        if "$ref" in node:  # what stands beside a reference (a description, the extension mark) stays
+            return {**resolve(definitions[node["$ref"].rsplit("/", 1)[-1]]), **resolved}
+        return resolved
 
     return resolve(schema)

@@ -270,13 +270,21 @@ def file_content_page(text: str) -> dict[str, Any]:
     }
 
 
-def usage(counts: Usage) -> dict[str, int]:
-    """The usage object of a completion, a run or a run step."""
+def usage(counts: Usage) -> dict[str, Any]:
+    """The usage object of a completion, a run or a run step, with how many prompt tokens came from a cache."""
     return {
         "prompt_tokens": counts.prompt_tokens,
         "completion_tokens": counts.completion_tokens,
         "total_tokens": counts.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": counts.cached_tokens},
     }
+
+
+def usage_counts(shown: dict[str, Any] | None) -> Usage:
+    """The counts of a usage object `usage` made (or of one stored before it showed cached tokens)."""
+    shown = shown or {}
+    cached = (shown.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    return Usage(shown.get("prompt_tokens", 0), shown.get("completion_tokens", 0), cached)
 
 
 SYSTEM_FINGERPRINT = "fp_assistd"

@@ -81,13 +81,7 @@ def _owner(run: tables.Run) -> Principal:
 
 def added_usage(run: tables.Run, usage: Usage) -> dict[str, int]:
     """The run's usage with one more model round's tokens."""
-    previous = run.usage or {}
-    return wire.usage(
-        Usage(
-            previous.get("prompt_tokens", 0) + usage.prompt_tokens,
-            previous.get("completion_tokens", 0) + usage.completion_tokens,
-        )
-    )
+    return wire.usage(wire.usage_counts(run.usage) + usage)
 
 
 class RunRecorder:

@@ -89,6 +89,7 @@ class GenerationService:
             tool_choice=to_stored(body.tool_choice),
             parallel_tool_calls=body.parallel_tool_calls is not False,
             response_format=to_stored(body.response_format) if body.response_format != "auto" else None,
+            prompt_cache_key=body.prompt_cache_key,
         )
 
     async def chat(self, principal: Principal, body: ChatCompletionCreate) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class GenerationService:
             collected = await collect(engine, request)
             message = wire.chat_message(collected.text, collected.calls())
             choices.append(wire.chat_choice(index, message, collected.finish_reason))
-            usage = Usage(collected.usage.prompt_tokens, usage.completion_tokens + collected.usage.completion_tokens)
+            usage += collected.usage if index == 0 else collected.usage.answer_only()
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         await self._record(principal, "chat.completion", body.model, completion_id, usage, started)
         return wire.chat_completion(completion_id, now(), body.model, choices, usage)
@@ -130,7 +131,7 @@ class GenerationService:
                     if part.finish_reason:
                         yield chunk([wire.chat_chunk_choice(index, {}, part.finish_reason)])
                     if part.usage:
-                        total = Usage(part.usage.prompt_tokens, total.completion_tokens + part.usage.completion_tokens)
+                        total += part.usage if index == 0 else part.usage.answer_only()
             await self._record(principal, "chat.completion", body.model, completion_id, total, started)
             if include_usage:
                 yield chunk([], total)
@@ -152,16 +153,14 @@ class GenerationService:
 
     async def complete(self, principal: Principal, body: CompletionCreate, model: str) -> dict[str, Any]:
         engine = resolve(self.registry, model).engine
-        choices, prompt_tokens, completion_tokens, started = [], 0, 0, time.perf_counter()
+        choices, usage, started = [], Usage(0, 0), time.perf_counter()
         requests = self._completion_requests(body)
         for index, request in enumerate(requests):
             collected = await collect(engine, request)
             text = ((request.prompt or "") if body.echo else "") + collected.text
             choices.append(wire.text_choice(index, text, collected.finish_reason))
-            if index % (body.n or 1) == 0:
-                prompt_tokens += collected.usage.prompt_tokens
-            completion_tokens += collected.usage.completion_tokens
-        completion_id, usage = f"cmpl-{uuid.uuid4().hex}", Usage(prompt_tokens, completion_tokens)
+            usage += collected.usage if index % (body.n or 1) == 0 else collected.usage.answer_only()
+        completion_id = f"cmpl-{uuid.uuid4().hex}"
         await self._record(principal, "text_completion", model, completion_id, usage, started)
         return wire.text_completion(completion_id, now(), model, choices, usage)
 
@@ -176,7 +175,7 @@ class GenerationService:
         first = await first_then_rest(engine.stream(requests[0]))
 
         async def chunks() -> AsyncIterator[dict[str, Any]]:
-            prompt_tokens = completion_tokens = 0
+            usage = Usage(0, 0)
             for index, request in enumerate(requests):
                 if body.echo:
                     choice = wire.text_choice(index, request.prompt or "", None)
@@ -186,10 +185,7 @@ class GenerationService:
                         choice = wire.text_choice(index, part.text, part.finish_reason)
                         yield wire.text_completion_chunk(completion_id, created, model, [choice])
                     if part.usage:
-                        if index % (body.n or 1) == 0:
-                            prompt_tokens += part.usage.prompt_tokens
-                        completion_tokens += part.usage.completion_tokens
-            usage = Usage(prompt_tokens, completion_tokens)
+                        usage += part.usage if index % (body.n or 1) == 0 else part.usage.answer_only()
             await self._record(principal, "text_completion", model, completion_id, usage, started)
             if include_usage:
                 yield wire.text_completion_chunk(completion_id, created, model, [], usage)
