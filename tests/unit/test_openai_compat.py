@@ -144,6 +144,7 @@ def test_every_set_field_is_forwarded() -> None:
         parallel_tool_calls=False,
         response_format={"type": "json_object"},
         user="u-1",
+        prompt_cache_key="thread-7",
     )
     run_stream(upstream, request)
     assert upstream.body == {
@@ -163,6 +164,7 @@ def test_every_set_field_is_forwarded() -> None:
         "parallel_tool_calls": False,
         "response_format": {"type": "json_object"},
         "user": "u-1",
+        "prompt_cache_key": "thread-7",
     }
 
 
@@ -194,6 +196,14 @@ def test_usage_sent_with_the_finish_reason() -> None:
     last = delta("!", finish="length") | {"usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
     chunks = run_stream(Upstream(lambda _: sse_response(sse(last))))
     assert chunks == [Chunk(text="!"), Chunk(finish_reason="length", usage=Usage(3, 1))]
+
+
+def test_the_upstream_s_cached_prompt_tokens_come_back_in_the_usage() -> None:
+    counts = {"prompt_tokens": 300, "completion_tokens": 2, "total_tokens": 302}
+    cached = delta(finish="stop") | {"usage": {**counts, "prompt_tokens_details": {"cached_tokens": 256}}}
+    implausible = delta(finish="stop") | {"usage": {**counts, "prompt_tokens_details": {"cached_tokens": 999}}}
+    assert run_stream(Upstream(lambda _: sse_response(sse(cached))))[-1].usage == Usage(300, 2, cached_tokens=256)
+    assert run_stream(Upstream(lambda _: sse_response(sse(implausible))))[-1].usage == Usage(300, 2)
 
 
 def test_no_usage_from_the_upstream_gives_none() -> None:
