@@ -27,6 +27,7 @@ from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList, StoppingCriteria
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from assistd.engines.base import Chunk, FinishReason, GenerationRequest, SchemaBounds, ToolCallDelta, Usage
+from assistd.engines.cpus import usable_cpus
 from assistd.engines.grammar import generation_grammar
 from assistd.engines.packaged import ModelFileError
 from assistd.engines.prompt_cache import DEFAULT_PROMPT_CACHE_BYTES, PromptCache, batch_sizes, common_prefix_length
@@ -71,7 +72,12 @@ class LlamaCppEngine:
         self.schema_bounds = schema_bounds
         try:
             self._llama = Llama(
-                model_path=str(model_path), n_ctx=context_length, n_threads=threads, verbose=False, seed=0
+                model_path=str(model_path),
+                n_ctx=context_length,
+                n_threads=threads or usable_cpus(),
+                n_threads_batch=threads or usable_cpus(),
+                verbose=False,
+                seed=0,
             )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             raise ModelFileError(f"cannot load '{model_path}': {exc}") from exc
