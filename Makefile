@@ -62,6 +62,7 @@ lint: install
 bench: install services
 	$(BIN)/python bench/crud.py
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/runs.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/search_scale.py

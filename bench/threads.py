@@ -4,7 +4,8 @@ A thread of 12 turns (each user turn about 150 tokens, each answer at most 40 to
 turn, the whole conversation every time, as a run sends it. The engine (LlamaCppEngine with its prompt cache)
 and raw llama-cpp-python (one `Llama` per thread that keeps its evaluated prefix: `create_completion` on the
 engine's rendered prompt, no reset) take turns and never overlap. Both load the bundled SmolLM2-135M GGUF with
-the same context and llama.cpp's default thread counts.
+the same context, and both use all the CPUs this process may use (raw at its fastest: llama-cpp-python's
+default of half the CPUs decodes slower on a small machine).
 
 Two scenes: one thread alone, then four threads served in turn (round robin), where the engine's single context
 must switch conversations at every turn and raw keeps four contexts (an ideal no server with one context has).
@@ -28,6 +29,7 @@ from typing import Any
 from llama_cpp import Llama
 
 from assistd.engines.base import GenerationRequest
+from assistd.engines.cpus import usable_cpus
 from assistd.engines.llama_cpp import LlamaCppEngine
 from assistd.engines.packaged import packaged_file
 
@@ -65,6 +67,8 @@ WORDS = (
     "harvest",
     "anchor",
 )
+
+CPUS = usable_cpus()
 
 
 @dataclass
@@ -117,7 +121,10 @@ def raw_turn(raw: Llama, prompt: str) -> float:
 
 def scene(engine: LlamaCppEngine, thread_count: int, turns: int) -> list[Turn]:
     threads = [
-        Thread(n, Llama(model_path=str(MODEL), n_ctx=CONTEXT, verbose=False, seed=0)) for n in range(thread_count)
+        Thread(
+            n, Llama(model_path=str(MODEL), n_ctx=CONTEXT, n_threads=CPUS, n_threads_batch=CPUS, verbose=False, seed=0)
+        )
+        for n in range(thread_count)
     ]
     for thread in threads:
         # each scene its own conversations: nothing from an earlier scene is in the engine's cache
