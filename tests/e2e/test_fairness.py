@@ -27,14 +27,15 @@ def _upload(client: openai.OpenAI, name: str, data: bytes) -> str:
 
 def test_a_backlog_of_runs_does_not_hold_back_another_projects_run(client, other_client) -> None:
     """A queues 24 runs, then B one: when B's has completed, most of A's are still waiting (first-in-first-out,
-    all 24 of A's would have completed before it)."""
-    a_assistant = client.beta.assistants.create(model=CHAT_MODEL, instructions="Answer in one word.")
+    all 24 of A's would have completed before it). A's runs count to twenty, so that they are still there when B's
+    comes (one-word answers from a prompt the engine has cached take a few milliseconds each)."""
+    a_assistant = client.beta.assistants.create(model=CHAT_MODEL, instructions="Count aloud, one number a line.")
     b_assistant = other_client.beta.assistants.create(model=CHAT_MODEL, instructions="Answer in one word.")
     backlog = [
         client.beta.threads.create_and_run(
             assistant_id=a_assistant.id,
-            thread={"messages": [{"role": "user", "content": f"Say a number near {i}."}]},
-            max_completion_tokens=2,
+            thread={"messages": [{"role": "user", "content": f"Count from {i} to {i + 20}."}]},
+            max_completion_tokens=24,
         )
         for i in range(24)
     ]
