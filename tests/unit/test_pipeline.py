@@ -118,6 +118,20 @@ def test_fitting_drops_the_oldest_turns_but_never_the_system_the_last_or_a_lone_
     assert tokens == 3
 
 
+def test_truncation_moves_in_steps_so_a_growing_thread_keeps_its_beginning() -> None:
+    def thread(turns: int) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": "sys"}] + [{"role": "user", "content": f"m{i}"} for i in range(turns)]
+
+    engine = ScriptedEngine()  # a token a word
+    kept = []
+    for turns in range(12, 20):
+        request, tokens = asyncio.run(fit(engine, GenerationRequest(messages=thread(turns)), 11, step=4))
+        assert tokens is not None and tokens <= 11
+        kept.append(request.messages[1]["content"])
+    # 12 messages need 2 dropped, 13 need 3, ...: the cut moves 4 at a time, not one message a turn
+    assert kept == ["m4", "m4", "m4", "m8", "m8", "m8", "m8", "m12"]
+
+
 # -- the run's prompt -------------------------------------------------------------------------------------------
 
 
@@ -126,15 +140,27 @@ def test_the_prompt_holds_instructions_language_gathered_context_thread_and_tool
     gathered = Gathered(system=["Excerpts: ..."])
     steps = [_step([_call("call_1", '{"city": "Paris"}', "sunny")])]
     request = prompt.build(run, [_message("Weather?")], steps, run_tools(), gathered, max_tool_rounds=8)
-    system, user, asked, answered = request.messages
-    assert system["role"] == "system"
-    assert system["content"].startswith("Be brief.") and system["content"].endswith("Excerpts: ...")
-    assert "French" in system["content"]
+    system, excerpts, user, asked, answered = request.messages
+    assert system["role"] == "system" and system["content"].startswith("Be brief.") and "French" in system["content"]
+    assert excerpts == {"role": "system", "content": "Excerpts: ..."}  # before the newest message, not at the top
     assert user == {"role": "user", "content": "Weather?"}
     assert asked["tool_calls"][0]["id"] == "call_1" and "output" not in asked["tool_calls"][0]["function"]
     assert answered == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
     assert request.tools == [WEATHER]
     assert request.tool_choice == "none"  # the forced call was made: the model answers with its output
+
+
+def test_gathered_passages_leave_the_beginning_of_the_thread_s_prompt_as_the_previous_run_had_it() -> None:
+    run, tools = _run(tools=[{"type": "file_search"}]), run_tools()
+    earlier = [_message("Hello"), _message("Hi! How can I help?", "assistant"), _message("Refunds?")]
+    second = prompt.build(run, earlier, [], tools, Gathered(system=["passages for refunds"]), 8).messages
+    later = [*earlier, _message("Within 30 days.", "assistant"), _message("And exchanges?")]
+    third = prompt.build(run, later, [], tools, Gathered(system=["passages for exchanges"]), 8).messages
+    assert len(second) == 5 and third[:3] == second[:3]  # all but the previous passages and question carry over
+    assert third[-2:] == [
+        {"role": "system", "content": "passages for exchanges"},
+        {"role": "user", "content": "And exchanges?"},
+    ]
 
 
 def test_a_run_without_tools_offers_none() -> None:

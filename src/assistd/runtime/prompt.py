@@ -33,11 +33,11 @@ def _text_of(message: tables.Message) -> str:
     return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
 
-def _system(run: tables.Run, gathered: Gathered) -> str:
+def _system(run: tables.Run) -> str:
     parts = [run.instructions or ""]
     if run.response_language:
         parts.append(languages.instruction(run.response_language))
-    return "\n\n".join(part for part in (*parts, *gathered.system) if part)
+    return "\n\n".join(part for part in parts if part)
 
 
 async def thread_messages(db: Database, run: tables.Run) -> list[tables.Message]:
@@ -64,11 +64,18 @@ def build(
     gathered: Gathered,
     max_tool_rounds: int,
 ) -> GenerationRequest:
-    """The generation request for the run's next model round."""
+    """The generation request for the run's next model round.
+
+    What the tools gathered for this run (file_search's passages) goes just before the thread's newest message,
+    not into the instructions: the prompt then begins as the thread's previous run's did, and an engine's prompt
+    cache serves that beginning."""
     conversation: list[dict[str, Any]] = []
-    if system := _system(run, gathered):
+    if system := _system(run):
         conversation.append({"role": "system", "content": system})
-    conversation += [{"role": message.role, "content": _text_of(message)} for message in messages]
+    thread = [{"role": message.role, "content": _text_of(message)} for message in messages]
+    if gathered.system:
+        thread.insert(max(len(thread) - 1, 0), {"role": "system", "content": "\n\n".join(gathered.system)})
+    conversation += thread
     turns, rounds = tools.history(steps)
     return GenerationRequest(
         messages=conversation + turns,
