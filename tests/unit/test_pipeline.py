@@ -140,10 +140,9 @@ def test_the_prompt_holds_instructions_language_gathered_context_thread_and_tool
     gathered = Gathered(system=["Excerpts: ..."])
     steps = [_step([_call("call_1", '{"city": "Paris"}', "sunny")])]
     request = prompt.build(run, [_message("Weather?")], steps, run_tools(), gathered, max_tool_rounds=8)
-    system, excerpts, user, asked, answered = request.messages
+    system, user, asked, answered = request.messages
     assert system["role"] == "system" and system["content"].startswith("Be brief.") and "French" in system["content"]
-    assert excerpts == {"role": "system", "content": "Excerpts: ..."}  # before the newest message, not at the top
-    assert user == {"role": "user", "content": "Weather?"}
+    assert user == {"role": "user", "content": "Excerpts: ...\n\nWeather?"}  # with the newest message, not on top
     assert asked["tool_calls"][0]["id"] == "call_1" and "output" not in asked["tool_calls"][0]["function"]
     assert answered == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
     assert request.tools == [WEATHER]
@@ -156,11 +155,20 @@ def test_gathered_passages_leave_the_beginning_of_the_thread_s_prompt_as_the_pre
     second = prompt.build(run, earlier, [], tools, Gathered(system=["passages for refunds"]), 8).messages
     later = [*earlier, _message("Within 30 days.", "assistant"), _message("And exchanges?")]
     third = prompt.build(run, later, [], tools, Gathered(system=["passages for exchanges"]), 8).messages
-    assert len(second) == 5 and third[:3] == second[:3]  # all but the previous passages and question carry over
-    assert third[-2:] == [
-        {"role": "system", "content": "passages for exchanges"},
-        {"role": "user", "content": "And exchanges?"},
+    assert len(second) == 4 and third[:3] == second[:3]  # all but the previous passages and question carry over
+    assert third[3:] == [
+        {"role": "user", "content": "Refunds?"},
+        {"role": "assistant", "content": "Within 30 days."},
+        {"role": "user", "content": "passages for exchanges\n\nAnd exchanges?"},
     ]
+
+
+def test_gathered_passages_join_the_instructions_when_the_user_did_not_write_the_newest_message() -> None:
+    run, tools = _run(tools=[{"type": "file_search"}]), run_tools()
+    thread = [_message("Refunds?"), _message("Let me look that up.", "assistant")]
+    system, *rest = prompt.build(run, thread, [], tools, Gathered(system=["passages"]), 8).messages
+    assert system == {"role": "system", "content": "Be brief.\n\npassages"}
+    assert [message["content"] for message in rest] == ["Refunds?", "Let me look that up."]
 
 
 def test_a_run_without_tools_offers_none() -> None:

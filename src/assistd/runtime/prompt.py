@@ -33,10 +33,10 @@ def _text_of(message: tables.Message) -> str:
     return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
 
-def _system(run: tables.Run) -> str:
-    parts = [run.instructions or ""]
+def _system(run: tables.Run, gathered: str) -> str:
+    parts = [run.instructions or "", gathered]
     if run.response_language:
-        parts.append(languages.instruction(run.response_language))
+        parts.insert(1, languages.instruction(run.response_language))
     return "\n\n".join(part for part in parts if part)
 
 
@@ -66,16 +66,17 @@ def build(
 ) -> GenerationRequest:
     """The generation request for the run's next model round.
 
-    What the tools gathered for this run (file_search's passages) goes just before the thread's newest message,
-    not into the instructions: the prompt then begins as the thread's previous run's did, and an engine's prompt
-    cache serves that beginning."""
-    conversation: list[dict[str, Any]] = []
-    if system := _system(run):
-        conversation.append({"role": "system", "content": system})
+    What the tools gathered for this run (file_search's passages) leads the thread's newest message when the
+    user wrote it, not the instructions: the prompt then begins as the thread's previous run's did, and an
+    engine's prompt cache serves that beginning. (A system message there would break chat templates that allow
+    one only first.)"""
     thread = [{"role": message.role, "content": _text_of(message)} for message in messages]
-    if gathered.system:
-        thread.insert(max(len(thread) - 1, 0), {"role": "system", "content": "\n\n".join(gathered.system)})
-    conversation += thread
+    context = "\n\n".join(gathered.system)
+    if context and thread and thread[-1]["role"] == "user":
+        thread[-1] = {"role": "user", "content": f"{context}\n\n{thread[-1]['content']}"}
+        context = ""
+    system = _system(run, context)
+    conversation = ([{"role": "system", "content": system}] if system else []) + thread
     turns, rounds = tools.history(steps)
     return GenerationRequest(
         messages=conversation + turns,
