@@ -14,6 +14,7 @@ class ScriptedEngine:
 
     model_id = "fake"
     context_length = 1000
+    late_system_messages = True
 
     def __init__(self) -> None:
         self.script: list[Chunk] | Exception = []

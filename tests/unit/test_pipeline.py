@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.generation.fitting import fit, prompt_budget
 from assistd.protocol import wire
@@ -139,10 +141,12 @@ def test_the_prompt_holds_instructions_language_gathered_context_thread_and_tool
     run = _run(response_language="fr", tools=[WEATHER], tool_choice="required")
     gathered = Gathered(system=["Excerpts: ..."])
     steps = [_step([_call("call_1", '{"city": "Paris"}', "sunny")])]
-    request = prompt.build(run, [_message("Weather?")], steps, run_tools(), gathered, max_tool_rounds=8)
-    system, user, asked, answered = request.messages
+    thread = [_message("Hi"), _message("Hello!", "assistant"), _message("Weather?")]
+    request = prompt.build(run, thread, steps, run_tools(), gathered, max_tool_rounds=8)
+    system, _, _, excerpts, user, asked, answered = request.messages
     assert system["role"] == "system" and system["content"].startswith("Be brief.") and "French" in system["content"]
-    assert user == {"role": "user", "content": "Excerpts: ...\n\nWeather?"}  # with the newest message, not on top
+    assert excerpts == {"role": "system", "content": "Excerpts: ..."}  # before the newest message, not at the top
+    assert user == {"role": "user", "content": "Weather?"}
     assert asked["tool_calls"][0]["id"] == "call_1" and "output" not in asked["tool_calls"][0]["function"]
     assert answered == {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
     assert request.tools == [WEATHER]
@@ -155,20 +159,31 @@ def test_gathered_passages_leave_the_beginning_of_the_thread_s_prompt_as_the_pre
     second = prompt.build(run, earlier, [], tools, Gathered(system=["passages for refunds"]), 8).messages
     later = [*earlier, _message("Within 30 days.", "assistant"), _message("And exchanges?")]
     third = prompt.build(run, later, [], tools, Gathered(system=["passages for exchanges"]), 8).messages
-    assert len(second) == 4 and third[:3] == second[:3]  # all but the previous passages and question carry over
-    assert third[3:] == [
-        {"role": "user", "content": "Refunds?"},
-        {"role": "assistant", "content": "Within 30 days."},
-        {"role": "user", "content": "passages for exchanges\n\nAnd exchanges?"},
+    assert len(second) == 5 and third[:3] == second[:3]  # all but the previous passages and question carry over
+    assert third[-2:] == [
+        {"role": "system", "content": "passages for exchanges"},
+        {"role": "user", "content": "And exchanges?"},
     ]
 
 
-def test_gathered_passages_join_the_instructions_when_the_user_did_not_write_the_newest_message() -> None:
+def test_gathered_passages_lead_the_newest_message_where_the_engine_takes_no_late_system_message() -> None:
     run, tools = _run(tools=[{"type": "file_search"}]), run_tools()
-    thread = [_message("Refunds?"), _message("Let me look that up.", "assistant")]
+    thread = [_message("Hello"), _message("Hi!", "assistant"), _message("Refunds?")]
+    messages = prompt.build(run, thread, [], tools, Gathered(system=["passages"]), 8, late_system=False).messages
+    assert [message["role"] for message in messages] == ["system", "user", "assistant", "user"]
+    assert messages[0]["content"] == "Be brief." and messages[-1]["content"] == "passages\n\nRefunds?"
+
+
+@pytest.mark.parametrize(
+    "thread",
+    [[_message("Refunds?")], [_message("Refunds?"), _message("Let me look that up.", "assistant")]],
+    ids=["the first message", "an assistant's message"],
+)
+def test_gathered_passages_join_the_instructions_before_a_thread_s_first_message_or_an_assistant_s(thread) -> None:
+    run, tools = _run(tools=[{"type": "file_search"}]), run_tools()
     system, *rest = prompt.build(run, thread, [], tools, Gathered(system=["passages"]), 8).messages
     assert system == {"role": "system", "content": "Be brief.\n\npassages"}
-    assert [message["content"] for message in rest] == ["Refunds?", "Let me look that up."]
+    assert [message["content"] for message in rest] == [message.content[0]["text"]["value"] for message in thread]
 
 
 def test_a_run_without_tools_offers_none() -> None:

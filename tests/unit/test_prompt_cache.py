@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from assistd.engines.base import GenerationRequest, Usage
 from assistd.engines.llama_cpp import LlamaCppEngine
@@ -187,3 +188,19 @@ def test_no_batch_evaluates_a_lone_token_unless_the_prompt_is_one() -> None:
     assert batch_sizes(1024, 512) == [512, 512]
     assert batch_sizes(0, 512) == []
     assert all(1 not in batch_sizes(count, 64) for count in range(2, 300))
+
+
+def test_the_engine_knows_whether_its_chat_template_takes_a_system_message_after_the_first(
+    cached: LlamaCppEngine,
+) -> None:
+    assert cached.late_system_messages  # SmolLM2's ChatML renders every message with its role
+    strict = (  # as Gemma's and older Mistral's templates do
+        "{% for message in messages %}{% if message['role'] == 'system' and not loop.first %}"
+        "{{ raise_exception('System messages must come first') }}{% endif %}{{ message['content'] }}{% endfor %}"
+    )
+    original = cached._formatter
+    try:
+        cached._formatter = Jinja2ChatFormatter(template=strict, eos_token="</s>", bos_token="<s>")
+        assert not cached._renders_late_system()
+    finally:
+        cached._formatter = original

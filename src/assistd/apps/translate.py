@@ -55,6 +55,7 @@ class ProtectedTranslation:
         self.engine = engine
         self.model_id = engine.model_id
         self.context_length = engine.context_length
+        self.late_system_messages = engine.late_system_messages
 
     async def count_prompt_tokens(self, request: GenerationRequest) -> int | None:
         return None  # each line is its own request; the run's prompt as a whole is never sent

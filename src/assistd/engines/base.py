@@ -107,6 +107,9 @@ class TextEngine(Protocol):
 
     model_id: str
     context_length: int
+    # whether a system message after the conversation's first reaches the model as one (some chat templates
+    # refuse it); where not, a run puts what it would say there into the next user message
+    late_system_messages: bool
 
     def stream(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Generate, yielding chunks as they come. Cancelling the iteration stops the generation."""

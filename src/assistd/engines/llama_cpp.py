@@ -91,6 +91,7 @@ class LlamaCppEngine:
         self._formatter = Jinja2ChatFormatter(
             template=template, eos_token=self._eos_text, bos_token=vocab.token_get_text(self._llama.token_bos())
         )
+        self.late_system_messages = self._renders_late_system()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
         self._prompt_cancelled: threading.Event | None = None
         self._abort_callback = llama_cpp.ggml_abort_callback(self._prompt_abort_requested)  # llama.cpp points to it
@@ -108,6 +109,16 @@ class LlamaCppEngine:
         )
         # plain role/content dicts, which is all the template reads (llama_types has a TypedDict for each role)
         return self._formatter(messages=cast(list[llama_types.ChatCompletionRequestMessage], messages)).prompt
+
+    def _renders_late_system(self) -> bool:
+        """Whether the chat template renders a system message that follows other messages."""
+        probe = "a late system message"
+        conversation = [{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}]
+        late = [*conversation, {"role": "system", "content": probe}, {"role": "user", "content": "3"}]
+        try:
+            return probe in self.render_chat(GenerationRequest(messages=late))
+        except Exception:  # the template raised: "conversation roles must alternate" and the like
+            return False
 
     def _surely_too_long(self, request: GenerationRequest) -> str | None:
         """Why the prompt cannot fit the context, known without rendering or tokenizing it (both cost time in

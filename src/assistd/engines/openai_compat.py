@@ -191,6 +191,8 @@ def _error_message(body: dict[str, Any]) -> str | None:
 class OpenAICompatTextEngine:
     """A TextEngine backed by an OpenAI-compatible upstream's streaming (chat) completions."""
 
+    late_system_messages = False  # the upstream's chat template is unknown: Gemma's and Mistral's refuse them
+
     def __init__(
         self,
         model_id: str,

@@ -157,7 +157,15 @@ class RunExecutor:
             room = prompt.gathered_room(resolved.engine)
             gathered = await self.tools.gather(run, steps, self.recorder, room)
             messages = await prompt.thread_messages(self.db, run)
-            request = prompt.build(run, messages, steps, self.tools, gathered, self.settings.max_tool_rounds)
+            request = prompt.build(
+                run,
+                messages,
+                steps,
+                self.tools,
+                gathered,
+                self.settings.max_tool_rounds,
+                late_system=resolved.engine.late_system_messages,
+            )
             fitted = await prompt.fitted(run, resolved.engine, request)
         except StoreUnavailable:
             raise  # not the run's fault: it is taken up again once the database is back

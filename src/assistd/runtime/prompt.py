@@ -33,11 +33,26 @@ def _text_of(message: tables.Message) -> str:
     return "\n".join(block["text"]["value"] for block in message.content if block.get("type") == "text")
 
 
-def _system(run: tables.Run, gathered: str) -> str:
-    parts = [run.instructions or "", gathered]
+def _system(run: tables.Run, context: str) -> str:
+    parts = [run.instructions or ""]
     if run.response_language:
-        parts.insert(1, languages.instruction(run.response_language))
-    return "\n\n".join(part for part in parts if part)
+        parts.append(languages.instruction(run.response_language))
+    return "\n\n".join(part for part in (*parts, context) if part)
+
+
+def _placed(thread: list[dict[str, Any]], context: str, late_system: bool) -> tuple[list[dict[str, Any]], str]:
+    """The thread with the tools' context placed, and what is left of it for the system message at the top.
+
+    A thread's first message gets the context in the system message, after the instructions, where a model
+    reads it best; there is no conversation before it to keep. Later ones, when a user wrote them, get it just
+    before them, so the prompt begins as the previous run's did: as a system message where the engine takes
+    one there, else at the head of the message."""
+    if not context or len(thread) < 2 or thread[-1]["role"] != "user":
+        return thread, context
+    *earlier, newest = thread
+    if late_system:
+        return [*earlier, {"role": "system", "content": context}, newest], ""
+    return [*earlier, {**newest, "content": f"{context}\n\n{newest['content']}"}], ""
 
 
 async def thread_messages(db: Database, run: tables.Run) -> list[tables.Message]:
@@ -63,19 +78,17 @@ def build(
     tools: ToolRegistry,
     gathered: Gathered,
     max_tool_rounds: int,
+    late_system: bool = True,
 ) -> GenerationRequest:
-    """The generation request for the run's next model round.
+    """The generation request for the run's next model round (`late_system`: whether the engine takes a system
+    message after the conversation's first).
 
-    What the tools gathered for this run (file_search's passages) leads the thread's newest message when the
-    user wrote it, not the instructions: the prompt then begins as the thread's previous run's did, and an
-    engine's prompt cache serves that beginning. (A system message there would break chat templates that allow
-    one only first.)"""
+    What the tools gathered for this run (file_search's passages) goes just before the thread's newest message
+    once the thread has more than one, not into the instructions: the prompt then begins as the thread's
+    previous run's did, and an engine's prompt cache serves that beginning."""
     thread = [{"role": message.role, "content": _text_of(message)} for message in messages]
-    context = "\n\n".join(gathered.system)
-    if context and thread and thread[-1]["role"] == "user":
-        thread[-1] = {"role": "user", "content": f"{context}\n\n{thread[-1]['content']}"}
-        context = ""
-    system = _system(run, context)
+    thread, left = _placed(thread, "\n\n".join(gathered.system), late_system)
+    system = _system(run, left)
     conversation = ([{"role": "system", "content": system}] if system else []) + thread
     turns, rounds = tools.history(steps)
     return GenerationRequest(
