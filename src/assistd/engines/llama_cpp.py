@@ -17,7 +17,7 @@ import ctypes
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, cast
@@ -93,8 +93,10 @@ class LlamaCppEngine:
         )
         self.late_system_messages = self._renders_late_system()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{model_id}")
-        self._prompt_cancelled: threading.Event | None = None
-        self._abort_callback = llama_cpp.ggml_abort_callback(self._prompt_abort_requested)  # llama.cpp points to it
+        self._should_stop: Callable[[], bool] | None = None  # asked by llama.cpp while it evaluates a batch
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._abort_requested)  # llama.cpp points to it
+        self._waiting = 0  # generations submitted to the worker and not started yet
+        self._waiting_lock = threading.Lock()
         # None: every prompt is evaluated from scratch
         self._prompt_cache = PromptCache(prompt_cache_bytes) if prompt_cache_bytes > 0 else None
         self._exact_tokens = 0  # leading tokens of the live context evaluated in a prompt (see prompt_cache.py)
@@ -249,7 +251,7 @@ class LlamaCppEngine:
         def prompt_evaluated(_input_ids: Any, logits: Any) -> Any:
             """Before the first token is sampled the prompt is in: from here `count_and_check` stops generation."""
             if not seen:
-                self._abort_prompt_on(None)
+                self._abort_on(None)
             return logits
 
         def generated() -> int:
@@ -257,11 +259,14 @@ class LlamaCppEngine:
             return max(seen) - seen[0] + 1 if seen else 0
 
         def work() -> None:
+            answered = False
+            with self._waiting_lock:
+                self._waiting -= 1
             try:
                 if cancelled.is_set():
                     return
                 grammar = LlamaGrammar.from_string(grammar_text, verbose=False) if grammar_text else None
-                self._abort_prompt_on(cancelled)
+                self._abort_on(cancelled.is_set)
                 reused = self._evaluate_prompt(tokens)
                 # The whole prompt is evaluated: create_completion samples at once. stream=True: an iterator of
                 # chunks (create_completion's annotation is not overloaded on `stream`)
@@ -288,15 +293,20 @@ class LlamaCppEngine:
                     log.info(
                         "generation on %s stopped after %d tokens: nobody is listening", self.model_id, generated()
                     )
+                answered = not cancelled.is_set()
             except BaseException as exc:
                 if cancelled.is_set():  # llama.cpp aborted the prompt's evaluation: "llama_decode returned 2"
                     log.info("generation on %s stopped in its prompt (%s): nobody is listening", self.model_id, exc)
                 else:  # handed to the consumer, raised there
                     loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
-                self._abort_prompt_on(None)
+                self._abort_on(None)
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
+            if answered and self._prompt_cache is not None:
+                self._evaluate_answer()
 
+        with self._waiting_lock:
+            self._waiting += 1
         job = loop.run_in_executor(self._worker, contextvars.copy_context().run, work)  # logs keep the request id
         try:
             while (item := await queue.get()) is not _END:
@@ -315,13 +325,36 @@ class LlamaCppEngine:
         if not reused:
             self._llama.reset()
         self._exact_tokens = reused
-        start = reused
-        for size in batch_sizes(len(tokens) - reused, self._llama.n_batch):
-            self._llama.eval(tokens[start : start + size])
+        self._evaluate_batches(tokens[reused:])
+        return reused
+
+    def _evaluate_batches(self, tokens: list[int]) -> None:
+        """Evaluate `tokens` after the live context's in batches of two or more; a batch stopped half way
+        leaves the ones before it."""
+        start = self._llama.n_tokens
+        for size in batch_sizes(len(tokens), self._llama.n_batch):
+            self._llama.eval(tokens[:size])
+            tokens = tokens[size:]
             start += size
             if size > 1:
                 self._exact_tokens = start
-        return reused
+
+    def _evaluate_answer(self) -> None:
+        """Evaluate the answer just sent again, as a prompt would: generated one at a time, its tokens got other
+        logits than a prompt's, so a prompt could not reuse them. Afterwards the conversation's next prompt,
+        which holds the answer, reuses it, as raw llama-cpp-python reuses its whole context. This runs while the
+        engine is idle, and stops for the next generation."""
+        answer = self._llama.input_ids[self._exact_tokens : self._llama.n_tokens].tolist()
+        if len(answer) < 2 or self._waiting:
+            return
+        self._llama.n_tokens = self._exact_tokens  # the next eval drops the answer's states
+        self._abort_on(lambda: self._waiting > 0)
+        try:
+            self._evaluate_batches(answer)
+        except RuntimeError:  # llama.cpp aborted the batch: a generation is waiting
+            log.debug("re-evaluating an answer on %s gave way to the next generation", self.model_id)
+        finally:
+            self._abort_on(None)
 
     def _reuse_prefix(self, tokens: list[int]) -> int:
         """Keep or restore the longest evaluated prefix of `tokens`, leaving at least two tokens to evaluate (one
@@ -365,17 +398,17 @@ class LlamaCppEngine:
         self._llama.n_tokens = self._exact_tokens = len(tokens)
         return True
 
-    def _abort_prompt_on(self, cancelled: threading.Event | None) -> None:
+    def _abort_on(self, should_stop: Callable[[], bool] | None) -> None:
         """While a prompt is evaluated (seconds for a long one, and llama-cpp-python offers no hook before the
-        first token), llama.cpp asks `_prompt_abort_requested` at every step of its compute graph whether to stop.
+        first token), llama.cpp asks `_abort_requested` at every step of its compute graph whether to stop.
         Only then: the callback takes the GIL, hundreds of times per token."""
-        self._prompt_cancelled = cancelled
-        callback = self._abort_callback if cancelled is not None else llama_cpp.ggml_abort_callback()  # NULL: none
+        self._should_stop = should_stop
+        callback = self._abort_callback if should_stop is not None else llama_cpp.ggml_abort_callback()  # NULL
         llama_cpp.llama_set_abort_callback(self._llama._ctx.ctx, callback, None)
 
-    def _prompt_abort_requested(self, _data: Any) -> bool:
-        cancelled = self._prompt_cancelled
-        return cancelled is not None and cancelled.is_set()
+    def _abort_requested(self, _data: Any) -> bool:
+        should_stop = self._should_stop
+        return should_stop is not None and should_stop()
 
     async def _as_text(self, pieces: AsyncIterator[_Piece], prompt_tokens: int):
         finish: FinishReason = "stop"

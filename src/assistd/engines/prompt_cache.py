@@ -6,9 +6,10 @@ opaque here: the engine saves and restores them; this module picks which to keep
 
 Reuse keeps answers exact. llama.cpp's CPU backend computes a token's logits the same whichever batch of two or
 more tokens it is evaluated in, but differently when it is evaluated alone, as every generated token is. So a
-state holds only tokens that were evaluated as part of a prompt, and the rest of a prompt is evaluated in
-batches of two tokens or more (`batch_sizes`): a prompt served from the cache gives the same logits, and at
-temperature 0 the same answer, as the same prompt evaluated from scratch.
+state holds only tokens that were evaluated in a batch (a prompt, or an answer evaluated again once it went
+out), and the rest of a prompt is evaluated in batches of two tokens or more (`batch_sizes`): a prompt served
+from the cache gives the same logits, and at temperature 0 the same answer, as the same prompt evaluated from
+scratch.
 """
 
 from __future__ import annotations
