@@ -2,9 +2,11 @@
 
 Starts `python -m assistd serve` on a free 127.0.0.1 port with a temporary data directory (stopped and removed
 at the end, on errors, Ctrl-C and SIGTERM too) and builds the same engine in this process from the same
-built-in model configuration: the same GGUF (smollm2-135m-instruct), n_ctx 8192, llama.cpp's default thread
-counts. The "raw" side runs exactly what the engine's worker thread runs (reset(), then create_completion with
-the engine's sampling options, its never-empty rule and its token counter), inline, with no server around it.
+built-in model configuration: the same GGUF (smollm2-135m-instruct), n_ctx 8192. The "raw" side runs what the
+engine's worker thread runs (create_completion with the engine's sampling options, its never-empty rule and its
+token counter), inline, with no server around it, keeping its evaluated prefix as llama-cpp-python does by
+default, at its fastest thread count: before measuring, raw decodes with each count from 1 to the CPUs this
+process may use and keeps the fastest. The server uses those CPUs, as the engine does by default.
 Server and raw runs alternate and never overlap: both share this machine's cores.
 
 1. Generation speed: streamed /v1/completions (the rendered chat prompt as a raw prompt) and streamed
@@ -49,11 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import llama_cpp
 import openai
 from _server import Server, checked, exit_with, running_server, verdict
 from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
 from assistd.engines.base import GenerationRequest
+from assistd.engines.cpus import usable_cpus
 from assistd.engines.registry import BUILTIN_CONFIG, DEFAULT_TEXT_MODEL, ModelRegistry, ModelsConfig
 
 MODEL = DEFAULT_TEXT_MODEL
@@ -233,6 +237,7 @@ class RawModel:
         # The engine's own objects, so the raw side runs exactly what its worker thread runs.
         self.llama = self.engine._llama
         self.eos_text: str = self.engine._eos_text
+        self.thread_rates: dict[int, float] = {}  # decode tokens/s by thread count, once measured
 
     def render(self, messages: list[dict[str, str]]) -> str:
         """The prompt text the server renders for these chat messages (the engine's own code path)."""
@@ -255,7 +260,6 @@ class RawModel:
             return logits
 
         run = Run(cpu=time.process_time)
-        self.llama.reset()
         stream = self.llama.create_completion(
             prompt,
             max_tokens=max_tokens,
@@ -275,6 +279,18 @@ class RawModel:
         run.tokens = max(seen) - seen[0] + 1 if seen else 0
         run.prompt_tokens = self.engine.count_tokens(prompt)
         return run
+
+    def use_fastest_threads(self, prompt: str, max_tokens: int) -> None:
+        """Decode with each thread count from 1 to the usable CPUs (best of two runs) and keep the fastest; the
+        decode rate of each goes to `thread_rates`."""
+        rates = self.thread_rates
+        for threads in range(1, usable_cpus() + 1):
+            llama_cpp.llama_set_n_threads(self.llama._ctx.ctx, threads, threads)
+            self.llama.n_threads = self.llama.n_threads_batch = threads
+            rates[threads] = max(self.generate(prompt, max_tokens, chat=True).decode_rate for _ in range(2))
+        fastest = max(rates, key=lambda threads: rates[threads])
+        llama_cpp.llama_set_n_threads(self.llama._ctx.ctx, fastest, fastest)
+        self.llama.n_threads = self.llama.n_threads_batch = fastest
 
     def close(self) -> None:
         asyncio.run(self.registry.close())
@@ -607,10 +623,11 @@ def report(
         f"machine : {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
         "; server and raw model share it, never running at once",
         f"load    : {load}",
-        f"model   : {MODEL} ({os.path.basename(llama.model_path)}), n_ctx {llama.n_ctx()}, threads {llama.n_threads}"
-        f" (generation) / {llama.n_threads_batch} (prompt): llama.cpp's defaults, on both sides",
-        f"sampling: temperature 0 (greedy), repeat_penalty {raw.engine.defaults['repeat_penalty']}, reset() before"
-        " every generation, the engine's never-empty rule and token counter on both sides",
+        f"model   : {MODEL} ({os.path.basename(llama.model_path)}), n_ctx {llama.n_ctx()}; threads: server"
+        f" {usable_cpus()} (the usable CPUs), raw {llama.n_threads}, its fastest (decode tok/s by thread count:"
+        f" {', '.join(f'{n}: {rate:.0f}' for n, rate in raw.thread_rates.items())})",
+        f"sampling: temperature 0 (greedy), repeat_penalty {raw.engine.defaults['repeat_penalty']}, evaluated"
+        " prefixes kept, the engine's never-empty rule and token counter on both sides",
         "",
         f"1. Generation speed - {len(runs['chat', 'server'])} rounds, max_tokens {plan.max_tokens}, the {story_tokens}"
         "-token rendered chat prompt; server (httpx, streamed) and raw (llama-cpp-python here) alternated",
@@ -652,6 +669,8 @@ def main() -> int:
     with running_server() as server:
         print(f"server on {server.base_url}; loading the raw model ...", flush=True)
         with contextlib.closing(ServerSide(server)) as server_side, contextlib.closing(RawModel()) as raw:
+            print("finding raw's fastest thread count ...", flush=True)
+            raw.use_fastest_threads(raw.render(STORY), plan.max_tokens)
             watch = CpuWatch(server)
             print("measuring generation speed ...", flush=True)
             runs = measure_speed(server_side, raw, plan)
