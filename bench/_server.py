@@ -12,6 +12,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,6 +46,20 @@ def running_server(env: dict[str, str] | None = None, cpus: set[int] | None = No
                 raise
         finally:
             server.stop()
+
+
+def wait_quiet(server: Server, window_s: float = 0.05, busy_s: float = 0.005, timeout_s: float = 10.0) -> None:
+    """Return once the server has used under `busy_s` of CPU in `window_s` (its work after an answer is done,
+    as the local engine's evaluating the answer again), so what is timed next does not share the CPUs with it.
+    Without CPU figures (not Linux) it waits `window_s`."""
+    deadline = time.monotonic() + timeout_s
+    before = server.cpu_seconds()
+    while True:
+        time.sleep(window_s)
+        now = server.cpu_seconds()
+        if before is None or now is None or now - before < busy_s or time.monotonic() > deadline:
+            return
+        before = now
 
 
 def checked(response: httpx.Response) -> httpx.Response:

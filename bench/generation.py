@@ -7,7 +7,8 @@ engine's worker thread runs (create_completion with the engine's sampling option
 token counter), inline, with no server around it, keeping its evaluated prefix as llama-cpp-python does by
 default, at its fastest thread count: before measuring, raw decodes with each count from 1 to the CPUs this
 process may use and keeps the fastest. The server uses those CPUs, as the engine does by default.
-Server and raw runs alternate and never overlap: both share this machine's cores.
+Server and raw runs alternate and never overlap: both share this machine's cores (after each server request the
+bench waits until the server is quiet: its engine evaluates the answer again once it has gone out).
 
 1. Generation speed: streamed /v1/completions (the rendered chat prompt as a raw prompt) and streamed
    /v1/chat/completions (httpx, one request at a time) against raw runs on the same prompt text, greedy
@@ -53,7 +54,7 @@ from typing import Any
 import httpx
 import llama_cpp
 import openai
-from _server import Server, checked, exit_with, running_server, verdict
+from _server import Server, checked, exit_with, running_server, verdict, wait_quiet
 from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
 from assistd.engines.base import GenerationRequest
@@ -345,6 +346,7 @@ class ServerSide:
                     run.tokens = event["usage"]["completion_tokens"]
                     run.prompt_tokens = event["usage"]["prompt_tokens"]
         run.end()
+        wait_quiet(self.server)  # the engine evaluates the answer again: not while raw is timed
         return run
 
     def request_floor_ms(self, samples: int) -> dict[str, float]:

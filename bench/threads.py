@@ -12,8 +12,9 @@ slower on a small machine). They take turns and never overlap.
 Two scenes: one thread alone, then four threads served in turn (round robin), where assistd's single context
 must switch conversations at every turn and raw keeps four contexts (an ideal no server with one context has).
 Printed per turn: prompt tokens, assistd's cached tokens, first-delta seconds of both, and their ratio. Raw
-goes first in each turn; after assistd's answer the bench waits READING_SECONDS, as a user reads it (assistd
-evaluates the answer again meanwhile), so nothing else runs while either is timed.
+goes first in each turn; after assistd's answer the bench waits until the server is quiet, as a user reading the
+answer would let it be (its engine evaluates the answer again meanwhile), so nothing else runs while either is
+timed.
 Goals (issue 15): assistd <= 1.25x raw at every turn from turn 2, and turn 12 <= 1.5x turn 2 for assistd.
 
 `--level engine` measures the engine alone instead (LlamaCppEngine in this process, no server).
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import openai
-from _server import running_server
+from _server import Server, running_server, wait_quiet
 from llama_cpp import Llama
 
 from assistd.engines.base import GenerationRequest
@@ -46,7 +47,6 @@ CONTEXT = 4096
 CPUS = usable_cpus()
 USER_TOKENS = 150
 ANSWER_TOKENS = 40
-READING_SECONDS = 0.5  # the user reads an answer before the next turn; nothing else runs while raw is timed
 SERVED_MODEL = "gpt-4o-mini"  # an OpenAI name: the server maps it to the bundled model
 WORDS = (
     "river",
@@ -140,8 +140,8 @@ class ServerAnswerer:
     """assistd over HTTP, as an Assistants API client uses it: an assistant and a thread per conversation, a
     message per turn, then a streamed run, timed from the call to its first `thread.message.delta`."""
 
-    def __init__(self, client: openai.OpenAI) -> None:
-        self.client = client
+    def __init__(self, client: openai.OpenAI, server: Server) -> None:
+        self.client, self.server = client, server
         self.ids: dict[str, tuple[str, str]] = {}  # a conversation's instructions → (assistant id, thread id)
 
     def __call__(self, thread: Thread) -> Answer:
@@ -165,6 +165,7 @@ class ServerAnswerer:
         details = run.usage.prompt_tokens_details  # type: ignore[attr-defined]  # newer than some SDK types
         cached = (details or {}).get("cached_tokens", 0) if isinstance(details, dict) else details.cached_tokens
         text = "".join(part.text.value for part in message.content if part.type == "text")
+        wait_quiet(self.server)
         return Answer(text, first or 0.0, run.usage.prompt_tokens, cached)
 
 
@@ -197,7 +198,6 @@ def scene(renderer: LlamaCppEngine, assistd: Answerer, thread_count: int, turns:
             prompt = renderer.render_chat(GenerationRequest(messages=thread.messages))
             result.raw_seconds = raw_turn(thread.raw, prompt)
             answer = assistd(thread)
-            time.sleep(READING_SECONDS)
             result.assistd_seconds, result.prompt_tokens = answer.first_delta_seconds, answer.prompt_tokens
             result.cached_tokens = answer.cached_tokens
             thread.messages.append({"role": "assistant", "content": answer.text})
@@ -251,7 +251,7 @@ def main() -> None:
     renderer = LlamaCppEngine("renderer", MODEL, context_length=CONTEXT, prompt_cache_bytes=0)  # renders, counts
     with running_server() as server:
         client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key=server.api_key, max_retries=0, timeout=120)
-        scenes(renderer, ServerAnswerer(client), args)
+        scenes(renderer, ServerAnswerer(client, server), args)
     asyncio.run(renderer.close())
 
 
