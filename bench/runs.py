@@ -2,8 +2,9 @@
 
 Starts `python -m assistd serve` on a free 127.0.0.1 port with a temporary data directory (stopped and removed
 at the end, on errors, Ctrl-C and SIGTERM too) and builds the same engine in this process, exactly as
-bench/generation.py does (its RawModel: the same GGUF, n_ctx, thread counts, sampling, reset() before every
-generation, never-empty rule and token counter). Server and raw runs alternate and never overlap.
+bench/generation.py does (its RawModel: the same GGUF, n_ctx and sampling, its evaluated prefix kept, its fastest
+thread count, the never-empty rule and token counter). Server and raw runs alternate and never overlap: after
+each run the bench waits until the server is quiet (its engine evaluates the answer again).
 
 Every server run is a fresh thread holding one user message, run by one assistant (fixed instructions,
 smollm2-135m-instruct) with temperature 0, streamed as raw SSE over httpx (POST /v1/threads/{id}/runs with
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _server import Server, checked, exit_with, percentile, running_server, verdict
+from _server import Server, checked, exit_with, percentile, running_server, verdict, wait_quiet
 from generation import BUSY_OTHERS_CPUS, CpuWatch, RawModel, Run
 
 from assistd.engines.registry import DEFAULT_TEXT_MODEL
@@ -228,6 +229,7 @@ class ServerSide:
                     break
         if stream.error or stream.status not in DONE_OK:
             raise RuntimeError(f"run {stream.run_id} ended {stream.status}: {stream.error}")
+        wait_quiet(self.server)
         return stream
 
     def request_floor_ms(self, samples: int) -> dict[str, float]:
@@ -519,6 +521,7 @@ def main() -> int:
         print(f"server on {server.base_url}; loading the raw model ...", flush=True)
         with contextlib.closing(ServerSide(server)) as server_side, contextlib.closing(RawModel()) as raw:
             prompt = raw.render(_conversation(STORY))
+            raw.use_fastest_threads(prompt, plan.max_tokens)
             watch = CpuWatch(server)
             print(f"measuring decode speed ({plan.pairs} pairs) ...", flush=True)
             speed = measure_pairs(server_side, raw, prompt, plan.pairs, plan.max_tokens, plan.speed_budget_s)
