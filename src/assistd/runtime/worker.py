@@ -1,6 +1,11 @@
 """The worker loop: claim runs and files to ingest from the queues, work on them (a few at a time), expire
 overdue tool outputs.
 
+The loop looks at a queue when something was queued (`wake`), when it left jobs there for want of a free slot,
+and every IDLE_POLL_SECONDS (jobs queued by processes that cannot wake it, leases run out). A run that ends
+frees a slot but queues nothing: the loop does not look again for it. Overdue tool outputs are looked for once
+a second (they are due in whole seconds).
+
 In the embedded mode one worker runs inside `assistd serve`; the queue's leases let any number of workers
 share a store. A run interrupted by a crash is taken over when its lease runs out (at the latest
 `lease_seconds` after the restart) and started again; one interrupted too often ends `failed`.
@@ -25,6 +30,7 @@ from assistd.store.queue import RunQueue
 log = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 0.2
+EXPIRY_INTERVAL_SECONDS = 1.0
 FILE_EXPIRY_INTERVAL_SECONDS = 30.0
 
 
@@ -50,9 +56,13 @@ class Worker:
         self._ingesting: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._next_file_expiry = 0.0
+        self._next_expiry = 0.0
+        self._next_poll = 0.0
+        self._look_for_runs = self._look_for_files = True  # something may be queued: claim until none is left
 
     def wake(self) -> None:
         """Look at the queues now (a run or a file was just queued)."""
+        self._look_for_runs = self._look_for_files = True
         self._wake.set()
 
     def start(self) -> None:
@@ -69,32 +79,56 @@ class Worker:
 
     async def _loop(self) -> None:
         while True:
+            self._wake.clear()  # a wake from now on, even during this round, brings another round at once
             try:
-                await self._expire_overdue()
-                if time.monotonic() >= self._next_file_expiry:
-                    self._next_file_expiry = time.monotonic() + FILE_EXPIRY_INTERVAL_SECONDS
-                    await self.ingestor.expire_files(now())
-                while len(self._running) < self.concurrency:
-                    run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
-                    if run is None:
-                        break
-                    log.info("run %s claimed (attempt %d)", run.id, run.attempts)
-                    self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
-                while len(self._ingesting) < self.ingest_concurrency:
-                    job = await self.ingestor.queue.claim(self.worker_id, time.time(), self.lease_seconds)
-                    if job is None:
-                        break
-                    self._start(self._ingesting, self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}")
+                await self._housekeeping()
+                if time.monotonic() >= self._next_poll:
+                    self._next_poll = time.monotonic() + IDLE_POLL_SECONDS
+                    self._look_for_runs = self._look_for_files = True
+                if self._look_for_runs:
+                    self._look_for_runs = False  # before claiming: a wake meanwhile sets it again
+                    self._look_for_runs = await self._claim_runs() or self._look_for_runs
+                if self._look_for_files:
+                    self._look_for_files = False
+                    self._look_for_files = await self._claim_files() or self._look_for_files
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._look_for_runs = self._look_for_files = True
                 if isinstance(exc, StoreUnavailable):
                     log.warning("database unavailable (%s); the worker retries", type(exc).__name__)
                 else:
                     log.exception("worker loop error; retrying")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+
+    async def _housekeeping(self) -> None:
+        """Expire overdue tool outputs (once a second) and expired files (every FILE_EXPIRY_INTERVAL_SECONDS)."""
+        if time.monotonic() >= self._next_expiry:
+            self._next_expiry = time.monotonic() + EXPIRY_INTERVAL_SECONDS
+            await self._expire_overdue()
+        if time.monotonic() >= self._next_file_expiry:
+            self._next_file_expiry = time.monotonic() + FILE_EXPIRY_INTERVAL_SECONDS
+            await self.ingestor.expire_files(now())
+
+    async def _claim_runs(self) -> bool:
+        """Start runs until none is waiting or no slot is free; whether runs may still be waiting."""
+        while len(self._running) < self.concurrency:
+            run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
+            if run is None:
+                return False
+            log.info("run %s claimed (attempt %d)", run.id, run.attempts)
+            self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
+        return True
+
+    async def _claim_files(self) -> bool:
+        """Start ingesting files until none is waiting or no slot is free; whether files may still be waiting."""
+        while len(self._ingesting) < self.ingest_concurrency:
+            job = await self.ingestor.queue.claim(self.worker_id, time.time(), self.lease_seconds)
+            if job is None:
+                return False
+            self._start(self._ingesting, self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}")
+        return True
 
     def _start(self, tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)
