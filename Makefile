@@ -64,6 +64,7 @@ bench: install services
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/threads.py
 	$(BIN)/python bench/runs.py
+	$(BIN)/python bench/run_path.py
 	$(BIN)/python bench/retrieval.py
 	$(BIN)/python bench/search_scale.py
 	$(BIN)/python bench/apps.py
