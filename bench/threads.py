@@ -162,8 +162,8 @@ class ServerAnswerer:
             run = stream.get_final_run()
             [message] = stream.get_final_messages()
         assert run.status in ("completed", "incomplete") and run.usage is not None, run.last_error
-        details = run.usage.prompt_tokens_details  # type: ignore[attr-defined]  # newer than some SDK types
-        cached = (details or {}).get("cached_tokens", 0) if isinstance(details, dict) else details.cached_tokens
+        # an assistd extension on runs: the SDK's Run.Usage keeps it as an extra field, a plain dict
+        cached = ((run.usage.model_extra or {}).get("prompt_tokens_details") or {}).get("cached_tokens", 0)
         text = "".join(part.text.value for part in message.content if part.type == "text")
         wait_quiet(self.server)
         return Answer(text, first or 0.0, run.usage.prompt_tokens, cached)

@@ -331,13 +331,11 @@ class LlamaCppEngine:
     def _evaluate_batches(self, tokens: list[int]) -> None:
         """Evaluate `tokens` after the live context's in batches of two or more; a batch stopped half way
         leaves the ones before it."""
-        start = self._llama.n_tokens
         for size in batch_sizes(len(tokens), self._llama.n_batch):
             self._llama.eval(tokens[:size])
             tokens = tokens[size:]
-            start += size
             if size > 1:
-                self._exact_tokens = start
+                self._exact_tokens = self._llama.n_tokens
 
     def _evaluate_answer(self) -> None:
         """Evaluate the answer just sent again, as a prompt would: generated one at a time, its tokens got other

@@ -27,16 +27,16 @@ async def fit(
 
     Messages go `step` at a time: the cut moves only when the conversation has grown by about `step` messages,
     so the prompts of a growing thread keep one beginning between moves, and an engine's prompt cache serves it."""
-    messages = list(request.messages or [])
+    original = request.messages or []
     if budget is None:
         return request, None
-    first = 1 if messages and messages[0]["role"] == "system" else 0
-    dropped = 0
+    first = 1 if original and original[0]["role"] == "system" else 0
+    messages, dropped = list(original), 0
     while (tokens := await engine.count_prompt_tokens(replace(request, messages=messages))) is not None:
         if tokens <= budget or len(messages) - first <= 1:
             break
-        dropped = min(dropped + step - dropped % step, len(request.messages or []) - first - 1)
-        messages = _without_oldest(list(request.messages or []), first, dropped)
+        dropped = min(dropped + step - dropped % step, len(original) - first - 1)
+        messages = _without_oldest(list(original), first, dropped)
     return replace(request, messages=messages), tokens
 
 

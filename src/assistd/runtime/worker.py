@@ -18,14 +18,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from assistd.clock import now
 from assistd.errors import StoreUnavailable
 from assistd.runtime.executor import RunExecutor
 from assistd.runtime.ingestion import Ingestor
-from assistd.store.queue import RunQueue
+from assistd.store import tables
+from assistd.store.queue import Job, RunQueue
 
 log = logging.getLogger(__name__)
 
@@ -113,21 +114,34 @@ class Worker:
 
     async def _claim_runs(self) -> bool:
         """Start runs until none is waiting or no slot is free; whether runs may still be waiting."""
-        while len(self._running) < self.concurrency:
-            run = await self.queue.claim(self.worker_id, time.time(), self.lease_seconds)
-            if run is None:
-                return False
+
+        def begin(run: tables.Run) -> tuple[Coroutine[Any, Any, None], str]:
             log.info("run %s claimed (attempt %d)", run.id, run.attempts)
-            self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
-        return True
+            return self.executor.execute(run, self.worker_id), run.id
+
+        return await self._fill(self._running, self.concurrency, self.queue.claim, begin)
 
     async def _claim_files(self) -> bool:
         """Start ingesting files until none is waiting or no slot is free; whether files may still be waiting."""
-        while len(self._ingesting) < self.ingest_concurrency:
-            job = await self.ingestor.queue.claim(self.worker_id, time.time(), self.lease_seconds)
+
+        def begin(job: tables.VectorStoreFile) -> tuple[Coroutine[Any, Any, None], str]:
+            return self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}"
+
+        return await self._fill(self._ingesting, self.ingest_concurrency, self.ingestor.queue.claim, begin)
+
+    async def _fill(
+        self,
+        tasks: set[asyncio.Task[None]],
+        slots: int,
+        claim: Callable[[str, float, float], Awaitable[Job | None]],
+        begin: Callable[[Job], tuple[Coroutine[Any, Any, None], str]],
+    ) -> bool:
+        """Claim jobs and start their work until `claim` finds none (False) or the `slots` are full (True)."""
+        while len(tasks) < slots:
+            job = await claim(self.worker_id, time.time(), self.lease_seconds)
             if job is None:
                 return False
-            self._start(self._ingesting, self.ingestor.ingest(job, self.worker_id), f"ingest-{job.id}")
+            self._start(tasks, *begin(job))
         return True
 
     def _start(self, tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None], name: str) -> None:
