@@ -14,7 +14,8 @@ from assistd.services.idempotency import Idempotency
 from assistd.services.principal import Principal
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """The service container (async: FastAPI runs a plain `def` dependency in a worker thread)."""
     return request.app.state.services
 
 

@@ -18,7 +18,7 @@ def page_params(
 ) -> Callable[..., PageRequest]:
     """A dependency that reads limit/order/after/before for a list of `kind` objects."""
 
-    def dependency(
+    async def dependency(  # async: FastAPI runs a plain `def` dependency in a worker thread
         limit: int = Query(default_limit, ge=1, le=max_limit, description=f"Number of objects, 1 to {max_limit}."),
         order: Literal["asc", "desc"] = Query("desc", description="Sort by created_at: asc or desc."),
         after: str | None = Query(None, description="Cursor: an object id; list the objects after it."),

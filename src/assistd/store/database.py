@@ -2,8 +2,9 @@
 
 Reads and writes go through separate session factories. On SQLite the write engine holds one connection
 (pool of one) and opens every transaction with BEGIN IMMEDIATE, so writes queue in order instead of failing
-with "database is locked", while reads run in parallel on their own connections (WAL mode). A commit is
-durable when it returns (synchronous=FULL).
+with "database is locked", while reads have their own connections (WAL mode). A commit is durable when it
+returns (synchronous=FULL). Statements run on the event loop's thread; BEGIN IMMEDIATE and COMMIT, which can
+wait, on the connection's own (store/sqlite.py).
 
 On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
 a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up.
@@ -30,10 +31,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from assistd.config import Settings
 from assistd.errors import AssistdError, InvalidRequest, StorageFull, StoreUnavailable
+from assistd.store import sqlite
 
 log = logging.getLogger(__name__)
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 FIRST_RETRY_DELAY_SECONDS = 0.1
 MAX_RETRY_DELAY_SECONDS = 1.0
 
@@ -100,24 +101,6 @@ async def execute_dml(session: AsyncSession, statement: UpdateBase) -> CursorRes
     return cast(CursorResult[Any], await session.execute(statement))
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
-    """Take over transaction control from pysqlite so BEGIN is ours, and set the pragmas per connection."""
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection):
-        connection.exec_driver_sql(begin)
-
-
 def _retry_connections(engine: AsyncEngine, *, connect_timeout: float, retry_seconds: float) -> None:
     """Open asyncpg connections with a timeout per attempt, retrying refused or not-yet-ready servers."""
     import asyncpg
@@ -162,8 +145,8 @@ class Database:
             self._write_engine = create_async_engine(
                 url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
             )
-            _configure_sqlite(self._read_engine, begin="BEGIN")
-            _configure_sqlite(self._write_engine, begin="BEGIN IMMEDIATE")
+            sqlite.configure(self._read_engine, begin="BEGIN")
+            sqlite.configure(self._write_engine, begin="BEGIN IMMEDIATE")
         else:
             self._read_engine = self._write_engine = create_async_engine(
                 url,

@@ -1,0 +1,100 @@
+"""The SQLite store runs its statements on the event loop's thread; only BEGIN IMMEDIATE and COMMIT, which can
+wait (for another writer, for the disk), go to a connection's own thread, so a waiting write never stalls the
+loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import Engine
+
+from assistd.store import tables
+from assistd.store.database import Database
+from assistd.store.migrate import upgrade
+
+
+@pytest.fixture()
+def url(tmp_path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture()
+def executed() -> list[tuple[str, int]]:
+    """(first word of each SQL statement SQLite runs, the thread that ran it), for connections opened meanwhile."""
+    seen: list[tuple[str, int]] = []
+
+    def trace(dbapi_connection, _record) -> None:
+        dbapi_connection.driver_connection._conn.set_trace_callback(
+            lambda sql: seen.append((" ".join(sql.split()[:2]).upper(), threading.get_ident()))
+        )
+
+    event.listen(Engine, "connect", trace)
+    yield seen
+    event.remove(Engine, "connect", trace)
+
+
+def new_project(project_id: str) -> tables.Project:
+    return tables.Project(id=project_id, name=project_id, created_at=0)
+
+
+def test_statements_run_on_the_loop_thread_and_only_begin_and_commit_elsewhere(url, executed):
+    async def scenario() -> int:
+        db = Database(url)
+        try:
+            async with db.write() as session:
+                session.add(new_project("proj_a"))
+            async with db.read() as session:
+                assert (await session.scalar(select(tables.Project.name))) == "proj_a"
+        finally:
+            await db.dispose()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(scenario())
+    statements = [sql for sql, _ in executed if not sql.startswith("PRAGMA")]
+    assert {"BEGIN IMMEDIATE", "INSERT INTO", "COMMIT", "BEGIN", "SELECT PROJECTS.NAME"} <= set(statements)
+    for sql, thread in executed:
+        if sql in ("BEGIN IMMEDIATE", "COMMIT"):
+            assert thread != loop_thread, sql
+        elif sql.startswith(("INSERT", "SELECT", "BEGIN", "ROLLBACK")):
+            assert thread == loop_thread, sql
+
+
+def test_a_write_waiting_for_another_writer_does_not_stall_the_loop(url, tmp_path):
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        asyncio.run(write_behind(other, Database(url)))
+    finally:
+        other.close()
+
+
+async def write_behind(other: sqlite3.Connection, db: Database) -> None:
+    try:
+        async with db.write() as session:  # the store is open (in WAL mode, as a running server's is)
+            session.add(new_project("proj_a"))
+        other.execute("BEGIN IMMEDIATE")  # then another process's write transaction holds the lock
+
+        async def write() -> None:
+            async with db.write() as session:
+                session.add(new_project("proj_b"))
+
+        writing = asyncio.create_task(write())
+        ticks = 0
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            ticks += 1
+        async with db.read() as session:  # reads go on meanwhile (WAL)
+            assert await session.scalar(select(tables.Project.id)) == "proj_a"
+        assert ticks == 20 and not writing.done()
+
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 10)
+        async with db.read() as session:
+            assert set(await session.scalars(select(tables.Project.id))) == {"proj_a", "proj_b"}
+    finally:
+        await db.dispose()
