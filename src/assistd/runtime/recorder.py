@@ -101,12 +101,12 @@ class RunRecorder:
 
     async def _transition(self, session: Any, run: tables.Run, status: RunStatus, values: dict[str, Any]) -> Any:
         """The guarded move of `run` to `status` inside `session`: the updated row, or None if it had moved on."""
-        runs = RunRepository(session, run.project_id)
-        if not await runs.transition(run.id, sources_of(status), status=status, **values):
-            return None
-        if status in TERMINAL_RUN:
+        moved = await RunRepository(session, run.project_id).transition(
+            run.id, sources_of(status), status=status, **values
+        )
+        if moved is not None and status in TERMINAL_RUN:
             metrics.observe_run_end(status, run.created_at, time.time())
-        return await runs.get(run.id)
+        return moved
 
     async def move(self, run: tables.Run, status: RunStatus, **values: Any) -> tables.Run | None:
         """Guarded transition to `status`, announced. None if the run had moved on."""
@@ -119,12 +119,12 @@ class RunRecorder:
     async def expire(self, run: tables.Run, moment: int) -> None:
         """End a run whose tool outputs did not come in time, with its unfinished steps, announced."""
         async with self.db.write() as session:
-            runs = RunRepository(session, run.project_id)
             sources = {RunStatus.REQUIRES_ACTION}
-            if not await runs.end(run.id, RunStatus.EXPIRED, moment, sources=sources, required_action=None):
-                return
-            expired = await runs.get(run.id)
-        assert expired is not None  # ended just now, in this transaction
+            expired = await RunRepository(session, run.project_id).end(
+                run.id, RunStatus.EXPIRED, moment, sources=sources, required_action=None
+            )
+        if expired is None:
+            return
         metrics.observe_run_end(RunStatus.EXPIRED, run.created_at, time.time())
         self._announce(run, announce.run_moved(expired))
 

@@ -1,8 +1,9 @@
 """The limit of active runs (queued, in progress, waiting for tool outputs or cancelling) of a project and a key.
 
-A create first holds a provisional place, counted in this process and against a read of the store, so that a
-storm of creates over the limit is refused at once instead of queueing behind the store's write lock; inside
-its transaction the active runs are then counted exactly.
+A create first holds a provisional place, counted in this process and, while other creates of its subject are
+under way here, against a read of the store, so that a storm of creates over the limit is refused at once
+instead of queueing behind the store's write lock; inside its transaction the active runs are then counted
+exactly.
 """
 
 from __future__ import annotations
@@ -38,17 +39,19 @@ class ActiveRunLimit:
     async def place(self, principal: Principal) -> AsyncIterator[None]:
         """Hold a provisional place among the project's and the key's active runs while one is created (enter
         before its transaction, leave after it ends). Refused at once while this process is already creating as
-        many as the limit, or the subject was found at its limit less than FULL_MEMO_SECONDS ago; else after a
-        count of its active runs with a read (no lock), made by at most `limit` creates at a time. `check`,
-        inside the transaction, counts exactly."""
+        many as the limit, or the subject was found at its limit less than FULL_MEMO_SECONDS ago; else, when
+        other creates of the subject are under way here, after a count of its active runs with a read (no
+        lock), made by at most `limit` creates at a time. `check`, inside the transaction, counts exactly: a
+        create alone needs no count before it."""
         held = await self._limited(principal)
         for subject in held:
             self._refuse_if_full(subject, self._creating[subject.id])
         for subject in held:  # no await since the checks: the places taken are the ones checked
             self._creating[subject.id] += 1
         try:
-            if held:
-                await self._count_places(held)
+            crowded = [subject for subject in held if self._creating[subject.id] > 1]
+            if crowded:
+                await self._count_places(crowded)
             yield
         finally:
             for subject in held:

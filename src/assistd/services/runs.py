@@ -235,8 +235,7 @@ class RunService:
             if not ended and not await runs.transition(run_id, {RunStatus.IN_PROGRESS}, status=RunStatus.CANCELLING):
                 raise InvalidRequest(
                     f"Cannot cancel run with status '{run.status}'.", param="run_id", code="run_not_active"
-                )
-            await session.refresh(run)
+                )  # either way `run`, loaded above, is refreshed now
         if ended:
             metrics.observe_run_end(RunStatus.CANCELLED, run.created_at, time.time())
         self.bus.publish(run.id, f"thread.run.{run.status}", wire.run(run))
@@ -268,7 +267,7 @@ class RunService:
                 attempts=0,
             ):
                 raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
-            await session.refresh(run)
+            # `run`, loaded above, is refreshed now
         body_out = wire.run(run)
         self.wake()
         return Started(body_out, [Event("thread.run.queued", body_out)], events)

@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, inspect, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from assistd.lifecycle import CLAIMABLE_RUN, LEASED_RUN, FileStatus, RunStatus
 from assistd.store import tables
@@ -58,18 +58,21 @@ class _FairQueue:
         None when there is none. `active` jobs count as the project's own while their lease is live.
 
         Looking is a read, so an idle worker writes nothing: the projects with a free job (and their oldest one),
-        and how many jobs each project has under a live lease. Taking happens in a write transaction that reads
-        the chosen project's oldest free job again under `FOR UPDATE SKIP LOCKED` (PostgreSQL: workers claiming
-        at once lock different jobs instead of queueing on one; SQLite: writes are serial anyway), or the next
-        project's when none is left, then leases it with a guarded UPDATE."""
+        and, when there are several, how many jobs each has under a live lease. Taking happens in a write
+        transaction that reads the chosen project's oldest free job again under `FOR UPDATE SKIP LOCKED`
+        (PostgreSQL: workers claiming at once lock different jobs instead of queueing on one; SQLite: writes are
+        serial anyway), or the next project's when none is left, then leases it with a guarded UPDATE that
+        returns it."""
         free = (waiting, _lease_free(table, now))
         async with self.db.read() as session:
             projects = select(table.project_id, func.min(order[0])).where(*free).group_by(table.project_id)
             oldest: dict[str, Any] = dict((await session.execute(projects)).all())
             if not oldest:
                 return None
-            held = select(table.project_id, func.count()).where(active, _leased(table, now)).group_by(table.project_id)
-            leased = dict((await session.execute(held)).all())
+            leased: dict[str, int] = {}
+            if len(oldest) > 1:  # only to rank projects: a single one needs no count
+                held = select(table.project_id, func.count()).where(active, _leased(table, now))
+                leased = dict((await session.execute(held.group_by(table.project_id))).all())
         last_served = self._last_served.get
         ranked = sorted(oldest, key=lambda project: (leased.get(project, 0), last_served(project, -1), oldest[project]))
         async with self.db.write() as session:
@@ -80,16 +83,16 @@ class _FairQueue:
                     break
             else:
                 return None
-            taken = await execute_dml(
-                session,
+            taken = await session.scalar(
                 update(table)
                 .where(*key(job), table.status == job.status, _lease_free(table, now))
-                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1),
+                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
+                .returning(table)
+                .execution_options(populate_existing=True)
             )
-            if taken.rowcount != 1:
-                return None
-            self._last_served[project_id] = next(self._clock)
-            return await session.get(table, inspect(job).identity, populate_existing=True)
+            if taken is not None:
+                self._last_served[project_id] = next(self._clock)
+            return taken
 
 
 class RunQueue(_FairQueue):

@@ -144,29 +144,32 @@ class ProjectRepository:
 class RunRepository(ScopedRepository[tables.Run]):
     table = tables.Run
 
-    async def transition(self, run_id: str, sources: Iterable[str], **values: Any) -> bool:
-        """Move a run to `values["status"]` (and set the other columns) only if its status is one of `sources`."""
-        result = await execute_dml(
-            self.session,
+    async def transition(self, run_id: str, sources: Iterable[str], **values: Any) -> tables.Run | None:
+        """Move a run to `values["status"]` (and set the other columns) only if its status is one of `sources`:
+        the run as it is now (its loaded copy refreshed), or None when it was not; then nothing changed."""
+        moved = (
             update(tables.Run)
             .where(
                 tables.Run.project_id == self.project_id,
                 tables.Run.id == run_id,
                 tables.Run.status.in_(list(sources)),
             )
-            .values(**values),
+            .values(**values)
+            .returning(tables.Run)
+            .execution_options(populate_existing=True)
         )
-        return result.rowcount == 1
+        return await self.session.scalar(moved)
 
     async def end(
         self, run_id: str, status: RunStatus, moment: int, *, sources: Iterable[str] | None = None, **values: Any
-    ) -> bool:
+    ) -> tables.Run | None:
         """End a run in `status` (cancelled, expired, failed) from one of `sources` (default: every status that
-        may lead there), with its unfinished steps (lifecycle.STEP_ENDING) at `moment`. False if the run was
-        not in a source status; then nothing changed."""
+        may lead there), with its unfinished steps (lifecycle.STEP_ENDING) at `moment`: the ended run, or None
+        if it was not in a source status; then nothing changed."""
         ended = lifecycle.sources_of(status) if sources is None else sources
-        if not await self.transition(run_id, ended, status=status, **values):
-            return False
+        run = await self.transition(run_id, ended, status=status, **values)
+        if run is None:
+            return None
         step_status, ended_at = STEP_ENDING[status]
         await self.session.execute(
             update(tables.RunStep)
@@ -177,7 +180,7 @@ class RunRepository(ScopedRepository[tables.Run]):
             )
             .values(status=step_status, **{ended_at: moment})
         )
-        return True
+        return run
 
     async def active_for_thread(self, thread_id: str) -> tables.Run | None:
         return await self.session.scalar(
