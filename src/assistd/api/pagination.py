@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import Query
@@ -15,7 +15,7 @@ from assistd.store.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, PageRequest
 
 def page_params(
     kind: str, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT
-) -> Callable[..., PageRequest]:
+) -> Callable[..., Awaitable[PageRequest]]:
     """A dependency that reads limit/order/after/before for a list of `kind` objects."""
 
     async def dependency(  # async: FastAPI runs a plain `def` dependency in a worker thread
