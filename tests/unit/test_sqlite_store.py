@@ -1,6 +1,6 @@
-"""The SQLite store runs its statements on the event loop's thread; only BEGIN IMMEDIATE and COMMIT, which can
-wait (for another writer, for the disk), go to a connection's own thread, so a waiting write never stalls the
-loop."""
+"""The SQLite store runs its statements on the event loop's thread; only BEGIN IMMEDIATE, COMMIT and the switch
+to WAL mode, which can wait (for another writer, for the disk), go to a connection's own thread, so a waiting
+write never stalls the loop."""
 
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ def test_statements_run_on_the_loop_thread_and_only_begin_and_commit_elsewhere(u
     loop_thread = asyncio.run(scenario())
     statements = [sql for sql, _ in executed if not sql.startswith("PRAGMA")]
     assert {"BEGIN IMMEDIATE", "INSERT INTO", "COMMIT", "BEGIN", "SELECT PROJECTS.NAME"} <= set(statements)
+    assert any(sql.startswith("PRAGMA JOURNAL_MODE") for sql, _ in executed)
     for sql, thread in executed:
-        if sql in ("BEGIN IMMEDIATE", "COMMIT"):
+        if sql in ("BEGIN IMMEDIATE", "COMMIT") or sql.startswith("PRAGMA JOURNAL_MODE"):
             assert thread != loop_thread, sql
         elif sql.startswith(("INSERT", "SELECT", "BEGIN", "ROLLBACK")):
             assert thread == loop_thread, sql

@@ -221,17 +221,21 @@ class RunRecorder:
         message, step = (reply.message, reply.step) if reply else (None, None)
         async with self.db.write() as session:
             if reply is not None:
-                message = await MessageRepository(session, run.project_id).get(reply.message.id) or reply.message
-                message.content = [{"type": "text", "text": {"value": reply.text, "annotations": annotations or []}}]
+                content = [{"type": "text", "text": {"value": reply.text, "annotations": annotations or []}}]
+                closed: dict[str, Any] = {"content": content}
                 if ending.incomplete:
-                    message.status, message.incomplete_at = MessageStatus.INCOMPLETE, finished
-                    message.incomplete_details = {"reason": ending.incomplete}
+                    closed |= {"status": MessageStatus.INCOMPLETE, "incomplete_at": finished}
+                    closed["incomplete_details"] = {"reason": ending.incomplete}
                 else:
-                    message.status, message.completed_at = MessageStatus.COMPLETED, finished
-                step = await RunStepRepository(session, run.project_id).get(reply.step.id) or reply.step
-                step.status = ending.step_status
-                setattr(step, STEP_ENDED_AT[ending.step_status], finished)
-                step.usage = wire.usage(usage) if usage else None
+                    closed |= {"status": MessageStatus.COMPLETED, "completed_at": finished}
+                ended = {"status": ending.step_status, STEP_ENDED_AT[ending.step_status]: finished}
+                ended["usage"] = wire.usage(usage) if usage else None
+                # written without reading them first; the reply's own copies, changed alike, are announced
+                await MessageRepository(session, run.project_id).set(reply.message.id, **closed)
+                await RunStepRepository(session, run.project_id).set(reply.step.id, **ended)
+                for copy, values in ((reply.message, closed), (reply.step, ended)):
+                    for name, value in values.items():
+                        setattr(copy, name, value)
             self._add_usage(session, run, usage)
             row = await self._transition(session, run, ending.status, ending.values)
         await self._charge(run, usage)

@@ -63,6 +63,14 @@ class ScopedRepository(Generic[Row]):
     async def page(self, request: PageRequest, *conditions: Any) -> Page[Row]:
         return await fetch_page(self.session, self._select(*conditions), self.table.id, request)
 
+    async def set(self, object_id: str, **values: Any) -> None:
+        """Set columns of a row by id, read or not (a row that is gone stays gone)."""
+        await self.session.execute(
+            update(self.table)
+            .where(self.table.project_id == self.project_id, self.table.id == object_id)
+            .values(**values)
+        )
+
     async def delete(self, object_id: str, *conditions: Any) -> bool:
         if NUL in object_id:
             return False

@@ -3,9 +3,9 @@
 aiosqlite runs every call of a connection (cursor, execute, fetch, close) on the connection's own thread, a
 thread hop each, four or more per statement: most of a short request's CPU. A statement of this store takes
 microseconds and, in WAL mode, never waits for another connection, so `LoopThreadConnection` runs it on the
-event loop's thread. Only the two calls that can wait keep going to the connection's thread: BEGIN IMMEDIATE
-(for the write lock, up to the busy timeout, when another process writes) and COMMIT (for the disk:
-synchronous=FULL).
+event loop's thread. Only the calls that can wait keep going to the connection's thread: BEGIN IMMEDIATE
+(for the write lock, up to the busy timeout, when another process writes), COMMIT (for the disk:
+synchronous=FULL), and the switch to WAL mode as a connection opens (for an exclusive lock, the first time).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 BUSY_TIMEOUT_MS = 30_000
-WAITING_BEGIN = "BEGIN IMMEDIATE"
+WAITING_STATEMENTS = ("BEGIN IMMEDIATE", "PRAGMA journal_mode")
 
 
 def _may_wait(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
@@ -27,7 +27,7 @@ def _may_wait(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     name = getattr(fn, "__name__", "")
     if name == "commit":
         return True
-    return name == "execute" and bool(args) and isinstance(args[0], str) and args[0].startswith(WAITING_BEGIN)
+    return name == "execute" and bool(args) and isinstance(args[0], str) and args[0].startswith(WAITING_STATEMENTS)
 
 
 class LoopThreadConnection(aiosqlite.Connection):
