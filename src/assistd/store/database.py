@@ -3,8 +3,8 @@
 Reads and writes go through separate session factories. On SQLite the write engine holds one connection
 (pool of one) and opens every transaction with BEGIN IMMEDIATE, so writes queue in order instead of failing
 with "database is locked", while reads have their own connections (WAL mode). A commit is durable when it
-returns (synchronous=FULL). Statements run on the event loop's thread; BEGIN IMMEDIATE and COMMIT, which can
-wait, on the connection's own (store/sqlite.py).
+returns (synchronous=FULL). Reads run on the event loop's thread, writes on their connection's own
+(store/sqlite.py).
 
 On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
 a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up.
@@ -145,7 +145,7 @@ class Database:
             self._write_engine = create_async_engine(
                 url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
             )
-            sqlite.configure(self._read_engine, begin="BEGIN")
+            sqlite.configure(self._read_engine, begin="BEGIN", on_loop_thread=True)
             sqlite.configure(self._write_engine, begin="BEGIN IMMEDIATE")
         else:
             self._read_engine = self._write_engine = create_async_engine(
