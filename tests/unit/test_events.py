@@ -32,7 +32,6 @@ from assistd.services.principal import Principal
 from assistd.services.runs import RunService
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.migrate import upgrade
 from assistd.store.queue import RunQueue
 from deploy.localcluster import Redis, free_port
 from tests.fakes import ScriptedEngine
@@ -44,10 +43,8 @@ TOOLS = [{"type": "function", "function": {"name": "f"}}]
 
 
 @pytest.fixture()
-def store(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
-    upgrade(url)
-    return url
+def store(sqlite_url) -> str:
+    return sqlite_url
 
 
 @pytest.fixture()

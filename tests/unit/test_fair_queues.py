@@ -21,17 +21,14 @@ from assistd.runtime.worker import Worker
 from assistd.store import tables
 from assistd.store.blobs import LocalBlobStore
 from assistd.store.database import Database
-from assistd.store.migrate import upgrade
 from assistd.store.queue import IngestQueue, RunQueue
 from tests.fakes import ScriptedEngine
 from tests.unit.test_ingestion import CountingEmbedder, _file, _project, _queue
 
 
 @pytest.fixture()
-def db_url(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'fair.db'}"
-    upgrade(url)
-    return url
+def db_url(sqlite_url) -> str:
+    return sqlite_url
 
 
 async def _runs(db: Database, project_id: str, count: int) -> list[str]:

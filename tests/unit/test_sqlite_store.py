@@ -10,18 +10,10 @@ import threading
 
 import pytest
 from sqlalchemy import event, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.migrate import upgrade
-
-
-@pytest.fixture()
-def url(tmp_path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
-    upgrade(url)
-    return url
 
 
 @pytest.fixture()
@@ -43,9 +35,9 @@ def new_project(project_id: str) -> tables.Project:
     return tables.Project(id=project_id, name=project_id, created_at=0)
 
 
-def test_reads_run_on_the_loop_thread_and_writes_elsewhere(url, executed):
+def test_reads_run_on_the_loop_thread_and_writes_elsewhere(sqlite_url, executed):
     async def scenario() -> int:
-        db = Database(url)
+        db = Database(sqlite_url)
         try:
             async with db.write() as session:
                 session.add(new_project("proj_a"))
@@ -67,10 +59,10 @@ def test_reads_run_on_the_loop_thread_and_writes_elsewhere(url, executed):
     assert all(thread == loop_thread for _, thread in read)
 
 
-def test_a_write_waiting_for_another_writer_does_not_stall_the_loop(url, tmp_path):
-    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+def test_a_write_waiting_for_another_writer_does_not_stall_the_loop(sqlite_url):
+    other = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None)
     try:
-        asyncio.run(write_behind(other, Database(url)))
+        asyncio.run(write_behind(other, Database(sqlite_url)))
     finally:
         other.close()
 
