@@ -9,10 +9,10 @@ import sqlite3
 import threading
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.engine import Engine, make_url
 
-from assistd.store import tables
+from assistd.store import sqlite, tables
 from assistd.store.database import Database
 
 
@@ -92,3 +92,42 @@ async def write_behind(other: sqlite3.Connection, db: Database) -> None:
             assert set(await session.scalars(select(tables.Project.id))) == {"proj_a", "proj_b"}
     finally:
         await db.dispose()
+
+
+def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch):
+    """BEGIN travels with the transaction's first statement, and a statement's cursor is opened, run, read and
+    closed in one call: a write of one row is two calls (that and COMMIT), its results intact."""
+    calls: list[str] = []
+    send = sqlite.StoreConnection._execute
+
+    async def counted(self, fn, *args, **kwargs):
+        calls.append(getattr(fn, "__name__", "?"))
+        return await send(self, fn, *args, **kwargs)
+
+    async def scenario() -> None:
+        db = Database(sqlite_url)
+        try:
+            async with db.write() as session:  # opens the write connection
+                session.add(new_project("proj_a"))
+            calls.clear()
+            async with db.write() as session:
+                renamed = await session.execute(
+                    update(tables.Project).where(tables.Project.id == "proj_a").values(name="renamed")
+                )
+                assert renamed.rowcount == 1
+            assert calls == ["_run", "commit"]
+            calls.clear()
+            async with db.write() as session:
+                assert await session.scalar(select(tables.Project.name)) == "renamed"
+                gone = await session.execute(delete(tables.Project).where(tables.Project.id == "nope"))
+                assert gone.rowcount == 0
+            assert calls == ["_run", "_run", "commit"]
+            calls.clear()
+            async with db.write():
+                pass
+            assert calls == []  # a transaction that ran nothing costs nothing
+        finally:
+            await db.dispose()
+
+    monkeypatch.setattr(sqlite.StoreConnection, "_execute", counted)
+    asyncio.run(scenario())
