@@ -11,6 +11,7 @@ from assistd.ids import new_id
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import PageRequest, fetch_page
+from assistd.store.repositories import read_only_columns
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def page(url: str, request: PageRequest):
         db = Database(url)
         try:
             async with db.read() as session:
-                return await fetch_page(session, select(tables.Project), tables.Project.id, request)
+                return await fetch_page(session, select(*read_only_columns(tables.Project)), tables.Project.id, request)
         finally:
             await db.dispose()
 

@@ -51,10 +51,17 @@ def new_message_row(thread_id: str, body: MessageCreate, created_at: int) -> tab
 
 
 async def require_thread(session: AsyncSession, principal: Principal, thread_id: str) -> tables.Thread:
+    """The caller's thread, or NotFound."""
     thread = await ThreadRepository(session, principal.project_id).get(thread_id)
     if thread is None:
         raise NotFound.for_object("thread", thread_id)
     return thread
+
+
+async def check_thread(session: AsyncSession, principal: Principal, thread_id: str) -> None:
+    """NotFound unless the caller has the thread (without loading it)."""
+    if not await ThreadRepository(session, principal.project_id).exists(thread_id):
+        raise NotFound.for_object("thread", thread_id)
 
 
 class MessageService:
@@ -91,13 +98,13 @@ class MessageService:
         if run_id is not None:
             conditions.append(tables.Message.run_id == run_id)
         async with self.db.read() as session:
-            await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             page = await MessageRepository(session, principal.project_id).page(request, *conditions)
         return Page([wire.message(row) for row in page.items], page.has_more)
 
     async def retrieve(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:
         async with self.db.read() as session:
-            await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             row = await MessageRepository(session, principal.project_id).get(
                 message_id, tables.Message.thread_id == thread_id
             )
@@ -109,7 +116,7 @@ class MessageService:
         self, principal: Principal, thread_id: str, message_id: str, body: MessageUpdate
     ) -> dict[str, Any]:
         async with self.db.write() as session:
-            await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             row = await MessageRepository(session, principal.project_id).get(
                 message_id, tables.Message.thread_id == thread_id
             )
@@ -121,7 +128,7 @@ class MessageService:
 
     async def delete(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:
         async with self.db.write() as session:
-            await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             deleted = await MessageRepository(session, principal.project_id).delete(
                 message_id, tables.Message.thread_id == thread_id
             )

@@ -25,7 +25,7 @@ from assistd.schemas.runs import RunCreate, SubmitToolOutputs, ThreadAndRunCreat
 from assistd.schemas.threads import ThreadCreate
 from assistd.services.idempotency import Idempotency, replayed
 from assistd.services.limits import LimitService
-from assistd.services.messages import new_message_row, require_thread
+from assistd.services.messages import check_thread, new_message_row, require_thread
 from assistd.services.principal import Principal
 from assistd.services.run_creation import (
     insert_run,
@@ -187,7 +187,7 @@ class RunService:
     # -- read, modify -----------------------------------------------------------------------------------
 
     async def _require_run(self, session, principal: Principal, thread_id: str, run_id: str) -> tables.Run:
-        await require_thread(session, principal, thread_id)
+        await check_thread(session, principal, thread_id)
         run = await RunRepository(session, principal.project_id).get(run_id, tables.Run.thread_id == thread_id)
         if run is None:
             raise NotFound.for_object("run", run_id)
@@ -201,7 +201,7 @@ class RunService:
     async def list(self, principal: Principal, thread_id: str, request: PageRequest) -> Page[dict[str, Any]]:
         """A page of the thread's runs."""
         async with self.db.read() as session:
-            await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
         return Page([wire.run(row) for row in page.items], page.has_more)
 

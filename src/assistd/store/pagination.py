@@ -36,7 +36,7 @@ class Page(Generic[T]):
 async def fetch_page(
     session: AsyncSession, stmt: Select[Any], id_column: InstrumentedAttribute[Any], request: PageRequest
 ) -> Page[Any]:
-    """Run `stmt` (already scoped and filtered) for one page of `request`.
+    """Run `stmt` (a select of columns, already scoped and filtered) for one page of `request`: its rows.
 
     `after` walks forward in list order from the cursor; `before` walks backward from it, and the page
     still comes back in list order (the items closest to the cursor last).
@@ -49,7 +49,7 @@ async def fetch_page(
     walk_backward = request.before is not None and request.after is None
     scan_ascending = ascending != walk_backward
     stmt = stmt.order_by(id_column.asc() if scan_ascending else id_column.desc()).limit(request.limit + 1)
-    rows = list((await session.scalars(stmt)).all())
+    rows = list((await session.execute(stmt)).all())
     has_more = len(rows) > request.limit
     rows = rows[: request.limit]
     if walk_backward:

@@ -7,10 +7,11 @@ asks it for objects. An object of another project simply is not there.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd import lifecycle
@@ -37,6 +38,12 @@ Row = TypeVar(
 NUL = "\x00"
 
 
+@functools.cache
+def read_only_columns(table: type[Any]) -> tuple[Any, ...]:
+    """The table's columns, each labelled with its attribute's name (`metadata_`, not `metadata`)."""
+    return tuple(attribute.expression.label(attribute.key) for attribute in inspect(table).column_attrs)
+
+
 class ScopedRepository(Generic[Row]):
     """Create, read, page and delete rows of one table within one project."""
 
@@ -61,7 +68,18 @@ class ScopedRepository(Generic[Row]):
         return await self.session.scalar(self._select(self.table.id == object_id, *conditions))
 
     async def page(self, request: PageRequest, *conditions: Any) -> Page[Row]:
-        return await fetch_page(self.session, self._select(*conditions), self.table.id, request)
+        """A page of rows to read, not change: each has the row's values under the object's attribute names,
+        without the cost of loading them as objects of the session."""
+        columns = select(*read_only_columns(self.table)).where(self.table.project_id == self.project_id, *conditions)
+        return await fetch_page(self.session, columns, self.table.id, request)
+
+    async def exists(self, object_id: str) -> bool:
+        if NUL in object_id:
+            return False
+        found = await self.session.scalar(
+            select(self.table.id).where(self.table.project_id == self.project_id, self.table.id == object_id)
+        )
+        return found is not None
 
     async def set(self, object_id: str, **values: Any) -> None:
         """Set columns of a row by id, read or not (a row that is gone stays gone)."""
