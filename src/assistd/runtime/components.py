@@ -65,10 +65,11 @@ class Components:
             )
         return cls(settings, db, bus, blobs, retriever, limits, usage, worker)
 
-    def wake_worker(self) -> None:
-        """Tell this process's worker that a job was queued (other processes' workers poll)."""
+    def wake_worker(self, *, runs: bool = True, files: bool = True) -> None:
+        """Tell this process's worker that a run, files to ingest, or both were queued (other processes' workers
+        poll)."""
         if self.worker is not None:
-            self.worker.wake()
+            self.worker.wake(runs=runs, files=files)
 
     async def close(self) -> None:
         """Stop the worker (its runs are released to other workers), then the bus and the store."""

@@ -61,9 +61,10 @@ class Worker:
         self._next_poll = 0.0
         self._look_for_runs = self._look_for_files = True  # something may be queued: claim until none is left
 
-    def wake(self) -> None:
-        """Look at the queues now (a run or a file was just queued)."""
-        self._look_for_runs = self._look_for_files = True
+    def wake(self, *, runs: bool = True, files: bool = True) -> None:
+        """Look at the queues now: the one of runs, of files to ingest, or both (something was just queued)."""
+        self._look_for_runs |= runs
+        self._look_for_files |= files
         self._wake.set()
 
     def start(self) -> None:

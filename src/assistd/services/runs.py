@@ -56,7 +56,7 @@ class RunService:
     """The run API of the caller's threads; runs are queued here and executed by a worker."""
 
     def __init__(
-        self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[[], None], limits: LimitService
+        self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[..., None], limits: LimitService
     ) -> None:
         self.db = db
         self.registry = registry
@@ -127,14 +127,15 @@ class RunService:
             instructions = run_instructions(assistant, body, body.additional_instructions)
             run = new_run(self.registry, run_id, thread_id, assistant, body, instructions)
             await require_idle_thread(session, principal.project_id, thread_id)
+            files_queued = False
             if body.additional_messages:
                 created = now()
                 added = await MessageRepository(session, principal.project_id).add_many(
                     [new_message_row(thread_id, message, created) for message in body.additional_messages]
                 )
-                await index_attachments(session, principal.project_id, thread, added)
+                files_queued = await index_attachments(session, principal.project_id, thread, added)
             started = await self._queue(session, principal, run, idempotency_key, events, prelude=[])
-        self.wake()
+        self.wake(runs=True, files=files_queued)
         return started
 
     async def create_thread_and_run(
@@ -162,11 +163,13 @@ class RunService:
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
             assistant = await require_assistant(session, principal.project_id, body.assistant_id)
-            thread = await add_thread(session, principal.project_id, spec, spec.tool_resources or body.tool_resources)
+            thread, files_queued = await add_thread(
+                session, principal.project_id, spec, spec.tool_resources or body.tool_resources
+            )
             run = new_run(self.registry, run_id, thread.id, assistant, body, run_instructions(assistant, body))
             prelude = [Event("thread.created", wire.thread(thread))]
             started = await self._queue(session, principal, run, idempotency_key, events, prelude=prelude)
-        self.wake()
+        self.wake(runs=True, files=files_queued)
         return started
 
     async def _queue(
@@ -269,7 +272,7 @@ class RunService:
                 raise InvalidRequest("The run changed status; tool outputs were not accepted.", param="run_id")
             # `run`, loaded above, is refreshed now
         body_out = wire.run(run)
-        self.wake()
+        self.wake(runs=True, files=False)
         return Started(body_out, [Event("thread.run.queued", body_out)], events)
 
     # -- steps ------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ from assistd.store.repositories import MessageRepository, ThreadRepository
 
 async def add_thread(
     session: AsyncSession, project_id: str, spec: ThreadCreate, tool_resources: ToolResources | None
-) -> tables.Thread:
+) -> tuple[tables.Thread, bool]:
     """A new thread with its first messages (their attachments indexed), in the caller's transaction; the tool
-    resources' references must be the project's."""
+    resources' references must be the project's. Also whether files may have been queued for ingestion."""
     created_at = now()
     thread = tables.Thread(
         id=new_id("thread"),
@@ -35,12 +35,13 @@ async def add_thread(
         tool_resources=await resolve_tool_resources(session, project_id, tool_resources),
     )
     await ThreadRepository(session, project_id).add(thread)
+    files_queued = bool(tool_resources and tool_resources.file_search and tool_resources.file_search.vector_stores)
     if spec.messages:
         added = await MessageRepository(session, project_id).add_many(
             [new_message_row(thread.id, message, created_at) for message in spec.messages]
         )
-        await index_attachments(session, project_id, thread, added)
-    return thread
+        files_queued |= await index_attachments(session, project_id, thread, added)
+    return thread, files_queued
 
 
 class ThreadService:
@@ -55,7 +56,7 @@ class ThreadService:
             threads = ThreadRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, threads)) is not None:
                 return wire.thread(earlier)
-            thread = await add_thread(session, principal.project_id, body, body.tool_resources)
+            thread, _ = await add_thread(session, principal.project_id, body, body.tool_resources)
             await remember(session, idempotency_key, principal.project_id, thread)
         self.wake()
         return wire.thread(thread)
