@@ -296,7 +296,9 @@ def test_polling_bus_replays_create_and_tool_legs_once(store) -> None:
     async def scenario():
         db = Database(store)
         api_bus = PollingEventBus(db)
-        service = RunService(db, ModelRegistry({}), api_bus, lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
+        service = RunService(
+            db, ModelRegistry({}), api_bus, lambda **_queued: None, LimitService(db, NO_LIMITS, MemoryBuckets())
+        )
         run_id = new_id("run")
         subscription = await api_bus.subscribe(run_id)
         run = await setup_run(db, id=run_id, tools=TOOLS)

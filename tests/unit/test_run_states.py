@@ -339,7 +339,9 @@ def test_many_tool_rounds_are_not_taken_for_crashes(world) -> None:
         db = Database(world)
         registry = ModelRegistry({"fake": engine})
         executor = RunExecutor(db, registry, LocalEventBus(), ExecutorSettings(30, 600))
-        service = RunService(db, registry, LocalEventBus(), lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
+        service = RunService(
+            db, registry, LocalEventBus(), lambda **_queued: None, LimitService(db, NO_LIMITS, MemoryBuckets())
+        )
         run = await setup_run(db, tools=tools)
         for round_index in range(MAX_ATTEMPTS + 2):
             call_id = f"call_{round_index}"
@@ -381,7 +383,9 @@ async def _tool_rounds(
     db = Database(world)
     registry = ModelRegistry({"fake": engine})
     executor = RunExecutor(db, registry, LocalEventBus(), settings)
-    service = RunService(db, registry, LocalEventBus(), lambda: None, LimitService(db, NO_LIMITS, MemoryBuckets()))
+    service = RunService(
+        db, registry, LocalEventBus(), lambda **_queued: None, LimitService(db, NO_LIMITS, MemoryBuckets())
+    )
     run = await setup_run(db, tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=tool_choice)
     principal = Principal(project_id=run.project_id, key_id="test")
     for _ in range(rounds):
