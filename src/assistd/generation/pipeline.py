@@ -4,13 +4,18 @@ runs (runtime/executor.py) put their own stages around them: tool context, the t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from assistd.apps.strategies import Strategy, strategy_for
 from assistd.engines.base import Chunk, GenerationRequest, TextEngine
 from assistd.engines.registry import ModelRegistry
 from assistd.generation.collect import Collected
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,33 @@ async def stream(engine: TextEngine, request: GenerationRequest, collected: Coll
     async for chunk in engine.stream(request):
         collected.add(chunk)
         yield chunk
+
+
+def answers_in_text(request: GenerationRequest) -> bool:
+    """Whether the answer is surely text: no tool may be called (and an answer is never empty)."""
+    return not request.tools or request.tool_choice == "none"
+
+
+async def alongside(chunks: AsyncIterator[Chunk], work: Awaitable[T]) -> tuple[T, AsyncIterator[Chunk]]:
+    """Start `chunks` (the engine takes the prompt) and await `work` meanwhile; its result, and the chunks from the
+    first. An error of the engine's comes out of the chunks, as it would have; if `work` fails, the generation is
+    stopped."""
+    first = asyncio.ensure_future(anext(chunks, None))
+    try:
+        result = await work
+    except BaseException:
+        first.cancel()
+        with contextlib.suppress(BaseException):
+            await first
+        raise
+
+    async def from_the_first() -> AsyncIterator[Chunk]:
+        chunk = await first
+        while chunk is not None:
+            yield chunk
+            chunk = await anext(chunks, None)
+
+    return result, from_the_first()
 
 
 async def collect(engine: TextEngine, request: GenerationRequest) -> Collected:

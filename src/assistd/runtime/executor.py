@@ -30,7 +30,7 @@ from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.events.bus import EventBus
 from assistd.generation.collect import Collected
-from assistd.generation.pipeline import resolve, stream
+from assistd.generation.pipeline import alongside, answers_in_text, resolve, stream
 from assistd.lifecycle import RunStatus
 from assistd.runtime import prompt
 from assistd.runtime.lease import lease_kept
@@ -204,7 +204,10 @@ class RunExecutor:
         began = time.perf_counter()
         next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
         try:
-            async for chunk in stream(turn.engine, turn.request, collected):
+            chunks = stream(turn.engine, turn.request, collected)
+            if answers_in_text(turn.request):  # the round ends in a reply: it is written while the prompt is read
+                reply, chunks = await alongside(chunks, self.recorder.open_reply(run))
+            async for chunk in chunks:
                 if chunk.text:
                     reply = reply or await self.recorder.open_reply(run)
                     self.recorder.add_text(run, reply, chunk.text)

@@ -176,8 +176,8 @@ class RunRecorder:
         )
         step = _new_step(run, created, {"type": "message_creation", "message_creation": {"message_id": message.id}})
         async with self.db.write() as session:
-            await MessageRepository(session, run.project_id).add(message)
-            await RunStepRepository(session, run.project_id).add(step)
+            await MessageRepository(session, run.project_id).insert(message)
+            await RunStepRepository(session, run.project_id).insert(step)
         self._announce(run, *announce.step_opened(step), *announce.message_opened(message))
         return Reply(message, step)
 

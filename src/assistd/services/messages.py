@@ -73,19 +73,19 @@ class MessageService:
         self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
-            thread = await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             messages = MessageRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, messages)) is not None:
                 return wire.message(earlier)
-            active = await RunRepository(session, principal.project_id).active_for_thread(thread_id)
+            active = await RunRepository(session, principal.project_id).active_on_thread(thread_id)
             if active is not None:
                 raise InvalidRequest(
-                    f"Can't add messages to {thread_id} while a run {active.id} is active.",
+                    f"Can't add messages to {thread_id} while a run {active} is active.",
                     param="thread_id",
                     code="run_active",
                 )
-            row = await messages.add(new_message_row(thread_id, body, now()))
-            queued = await index_attachments(session, principal.project_id, thread, [row])
+            row = await messages.insert(new_message_row(thread_id, body, now()))
+            queued = await index_attachments(session, principal.project_id, thread_id, [row])
             await remember(session, idempotency_key, principal.project_id, row)
         if queued:
             self.wake()

@@ -83,10 +83,10 @@ async def require_assistant(session, project_id: str, assistant_id: str) -> tabl
 
 async def require_idle_thread(session, project_id: str, thread_id: str) -> None:
     """Refuse a run on a thread that has one active already."""
-    active = await RunRepository(session, project_id).active_for_thread(thread_id)
+    active = await RunRepository(session, project_id).active_on_thread(thread_id)
     if active is not None:
         raise InvalidRequest(
-            f"Thread {thread_id} already has an active run {active.id}.", param="thread_id", code="run_active"
+            f"Thread {thread_id} already has an active run {active}.", param="thread_id", code="run_active"
         )
 
 

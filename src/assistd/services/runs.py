@@ -25,7 +25,7 @@ from assistd.schemas.runs import RunCreate, SubmitToolOutputs, ThreadAndRunCreat
 from assistd.schemas.threads import ThreadCreate
 from assistd.services.idempotency import Idempotency, replayed
 from assistd.services.limits import LimitService
-from assistd.services.messages import check_thread, new_message_row, require_thread
+from assistd.services.messages import check_thread, new_message_row
 from assistd.services.principal import Principal
 from assistd.services.run_creation import (
     insert_run,
@@ -120,7 +120,7 @@ class RunService:
         events: Subscription | None,
     ) -> Started:
         async with self.db.write() as session:
-            thread = await require_thread(session, principal, thread_id)
+            await check_thread(session, principal, thread_id)
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
             assistant = await require_assistant(session, principal.project_id, body.assistant_id)
@@ -133,7 +133,7 @@ class RunService:
                 added = await MessageRepository(session, principal.project_id).add_many(
                     [new_message_row(thread_id, message, created) for message in body.additional_messages]
                 )
-                files_queued = await index_attachments(session, principal.project_id, thread, added)
+                files_queued = await index_attachments(session, principal.project_id, thread_id, added)
             started = await self._queue(session, principal, run, idempotency_key, events, prelude=[])
         self.wake(runs=True, files=files_queued)
         return started

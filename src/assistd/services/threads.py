@@ -40,7 +40,7 @@ async def add_thread(
         added = await MessageRepository(session, project_id).add_many(
             [new_message_row(thread.id, message, created_at) for message in spec.messages]
         )
-        files_queued |= await index_attachments(session, project_id, thread, added)
+        files_queued |= await index_attachments(session, project_id, thread.id, added)
     return thread, files_queued
 
 

@@ -17,7 +17,7 @@ from assistd.schemas.vector_stores import VectorStoreExpiresAfter, VectorStoreFi
 from assistd.services.serialize import to_stored
 from assistd.services.vector_stores import add_files, create_store, require_files
 from assistd.store import tables
-from assistd.store.repositories import VectorStoreRepository
+from assistd.store.repositories import ThreadRepository, VectorStoreRepository
 
 THREAD_STORE_EXPIRY = VectorStoreExpiresAfter(anchor="last_active_at", days=7)
 
@@ -52,7 +52,7 @@ async def resolve_tool_resources(
 
 
 async def index_attachments(
-    session: AsyncSession, project_id: str, thread: tables.Thread, messages: Sequence[tables.Message]
+    session: AsyncSession, project_id: str, thread_id: str, messages: Sequence[tables.Message]
 ) -> bool:
     """Files attached to messages for file_search go into the thread's vector store, made on first use (expiring
     7 days after its last use, as OpenAI's do). Every file a message names (attachments, image_file parts) must be
@@ -66,6 +66,9 @@ async def index_attachments(
     ]
     if not file_ids:
         return False
+    thread = await ThreadRepository(session, project_id).get(thread_id)
+    if thread is None:
+        raise NotFound.for_object("thread", thread_id)
     resources = dict(thread.tool_resources or {})
     named = (resources.get("file_search") or {}).get("vector_store_ids") or []
     existing = [store.id for store in await VectorStoreRepository(session, project_id).get_many(named)]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import delete, func, inspect, select, update
+from sqlalchemy import Table, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd import lifecycle
@@ -60,6 +60,14 @@ class ScopedRepository(Generic[Row]):
         row.project_id = self.project_id
         self.session.add(row)
         await self.session.flush()
+        return row
+
+    async def insert(self, row: Row) -> Row:
+        """Write a new row with one INSERT, without making it an object of the session: for a row that the
+        transaction does not change again (cheaper than `add`'s flush)."""
+        row.project_id = self.project_id
+        values = {attribute.columns[0]: getattr(row, attribute.key) for attribute in inspect(self.table).column_attrs}
+        await self.session.execute(insert(cast(Table, self.table.__table__)).values(values))
         return row
 
     async def get(self, object_id: str, *conditions: Any) -> Row | None:
@@ -208,9 +216,14 @@ class RunRepository(ScopedRepository[tables.Run]):
         )
         return run
 
-    async def active_for_thread(self, thread_id: str) -> tables.Run | None:
+    async def active_on_thread(self, thread_id: str) -> str | None:
+        """The id of the thread's active run (queued, in progress, requiring action or cancelling), if any."""
         return await self.session.scalar(
-            self._select(tables.Run.thread_id == thread_id, tables.Run.status.in_(ACTIVE_RUN))
+            select(tables.Run.id).where(
+                tables.Run.project_id == self.project_id,
+                tables.Run.thread_id == thread_id,
+                tables.Run.status.in_(ACTIVE_RUN),
+            )
         )
 
 
