@@ -466,11 +466,10 @@ def test_a_run_handed_back_by_a_stopping_worker_is_taken_at_once(world) -> None:
 
     async def scenario() -> tuple[tables.Run | None, tables.Run | None]:
         db = Database(world)
-        run = await setup_run(db)
+        await setup_run(db)
         queue = RunQueue(db)
-        first = await queue.claim("w1", time.time(), 30)
-        async with db.write() as session:
-            assert await RunRepository(session, run.project_id).transition(run.id, {"queued"}, status="in_progress")
+        first = await queue.claim("w1", time.time(), 30)  # a claim starts a queued run
+        assert first is not None and first.status == "in_progress" and first.started_at is not None
         await queue.release(first.id, "w1")
         again = await queue.claim("w2", time.time(), 30)
         await db.dispose()
@@ -479,3 +478,32 @@ def test_a_run_handed_back_by_a_stopping_worker_is_taken_at_once(world) -> None:
     first, again = asyncio.run(scenario())
     assert first is not None and again is not None and again.id == first.id
     assert again.lease_owner == "w2" and again.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ({}, ("in_progress", "started now")),  # new: the claim starts it
+        ({"attempts": 1}, ("queued", None)),  # taken before and handed back unstarted: the executor starts it
+        ({"attempts": 0, "started_at": 1}, ("in_progress", 1)),  # queued again by tool outputs: started long ago
+        ({"status": "cancelling"}, ("cancelling", None)),
+    ],
+)
+def test_a_claim_starts_a_run_no_worker_took_yet(world, before, after) -> None:
+    """Queued → in_progress in the claim's own UPDATE, only for a run never taken (attempts 0), keeping the first
+    started_at; the executor tells such a run by in_progress with attempts 1."""
+
+    async def scenario() -> tables.Run | None:
+        db = Database(world)
+        await setup_run(db, **before)
+        claimed = await RunQueue(db).claim("w1", time.time(), 30)
+        await db.dispose()
+        return claimed
+
+    claimed = asyncio.run(scenario())
+    status, started_at = after
+    assert claimed is not None and claimed.status == status and claimed.attempts == before.get("attempts", 0) + 1
+    if started_at == "started now":
+        assert abs(claimed.started_at - now()) <= 2
+    else:
+        assert claimed.started_at == started_at

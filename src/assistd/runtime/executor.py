@@ -139,13 +139,13 @@ class RunExecutor:
             message = f"The run was interrupted {MAX_ATTEMPTS} times and was stopped."
             await self.recorder.finish(run, failed("server_error", message))
             return None
+        if run.status == RunStatus.IN_PROGRESS and run.attempts == 1:  # started by the claim (store/queue.py)
+            self.recorder.announce_moved(run)
+            return run
         if run.status == RunStatus.IN_PROGRESS:  # a worker died holding it: drop what that attempt left half-done
             await self.recorder.discard_unfinished(run)
             return run
-        moved = await self.recorder.move(run, RunStatus.IN_PROGRESS, started_at=run.started_at or now())
-        if moved is not None and run.status == RunStatus.QUEUED and run.started_at is None:
-            metrics.QUEUE_WAIT.observe(max(time.time() - run.created_at, 0.0))
-        return moved
+        return await self.recorder.move(run, RunStatus.IN_PROGRESS, started_at=run.started_at or now())
 
     # -- resolve, gather, prompt ------------------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class RunRecorder:
         self.usage = usage
         self.tool_output_timeout_seconds = tool_output_timeout_seconds
 
+    def announce_moved(self, run: tables.Run) -> None:
+        """Announce the status a run was moved to elsewhere (a claim starts a queued run)."""
+        self._announce(run, announce.run_moved(run))
+
     def _announce(self, run: tables.Run, *events: announce.Named) -> None:
         for name, data in events:
             self.bus.publish(run.id, name, data)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import and_, func, or_, select, update
 
+from assistd import clock, metrics
 from assistd.lifecycle import CLAIMABLE_RUN, LEASED_RUN, FileStatus, RunStatus
 from assistd.store import tables
 from assistd.store.database import Database, execute_dml
@@ -53,6 +54,7 @@ class _FairQueue:
         worker_id: str,
         now: float,
         lease_seconds: float,
+        also: Callable[[Job], dict[str, Any]] = lambda _job: {},
     ) -> Job | None:
         """Take a `waiting` job whose lease is free, of the project whose turn it is (see the module docstring);
         None when there is none. `active` jobs count as the project's own while their lease is live.
@@ -62,7 +64,7 @@ class _FairQueue:
         transaction that reads the chosen project's oldest free job again under `FOR UPDATE SKIP LOCKED`
         (PostgreSQL: workers claiming at once lock different jobs instead of queueing on one; SQLite: writes are
         serial anyway), or the next project's when none is left, then leases it with a guarded UPDATE that
-        returns it."""
+        returns it (and sets the columns `also` gives for the job, as it was)."""
         free = (waiting, _lease_free(table, now))
         async with self.db.read() as session:
             projects = select(table.project_id, func.min(order[0])).where(*free).group_by(table.project_id)
@@ -86,7 +88,9 @@ class _FairQueue:
             taken = await session.scalar(
                 update(table)
                 .where(*key(job), table.status == job.status, _lease_free(table, now))
-                .values(lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1)
+                .values(
+                    lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1, **also(job)
+                )
                 .returning(table)
                 .execution_options(populate_existing=True)
             )
@@ -101,7 +105,19 @@ class RunQueue(_FairQueue):
         out, of the project whose turn it is; None when there is none."""
         not_mine = or_(tables.Run.lease_owner.is_(None), tables.Run.lease_owner != worker_id)  # NULL != x is NULL
         waiting = or_(tables.Run.status.in_(CLAIMABLE_RUN), and_(tables.Run.status == RunStatus.IN_PROGRESS, not_mine))
-        return await self._claim(
+        first_start = False
+
+        def started(run: tables.Run) -> dict[str, Any]:
+            """A queued run that no worker took yet is started by the claim that takes it: queued → in_progress
+            in the same UPDATE, one transaction less before its first token. It comes out in_progress with
+            attempts 1, which no other claim gives (a run in progress when claimed was claimed before)."""
+            nonlocal first_start
+            if run.status != RunStatus.QUEUED or run.attempts != 0:
+                return {}
+            first_start = run.started_at is None  # not a round after tool outputs
+            return {"status": RunStatus.IN_PROGRESS, "started_at": run.started_at or clock.now()}
+
+        taken = await self._claim(
             tables.Run,
             waiting,
             tables.Run.status.in_(LEASED_RUN),
@@ -110,7 +126,11 @@ class RunQueue(_FairQueue):
             worker_id,
             now,
             lease_seconds,
+            started,
         )
+        if taken is not None and first_start:
+            metrics.QUEUE_WAIT.observe(max(now - taken.created_at, 0.0))
+        return taken
 
     async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
         """Extend a lease this worker holds; False when it has lost it."""
