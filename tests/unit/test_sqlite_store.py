@@ -1,6 +1,6 @@
-"""The SQLite store runs its reads on the event loop's thread (no thread hop per call) and its writes, which can
-wait for another writer and for the disk, on their connection's own thread, so a waiting write never stalls the
-loop."""
+"""The SQLite store runs its reads on the event loop's thread (no thread hop per call), and a write transaction's
+BEGIN IMMEDIATE and COMMIT, which can wait for another writer and for the disk, on the write connection's own
+thread, so a waiting write never stalls the loop; one call per statement."""
 
 from __future__ import annotations
 
@@ -94,9 +94,10 @@ async def write_behind(other: sqlite3.Connection, db: Database) -> None:
         await db.dispose()
 
 
-def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch):
+def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch, executed):
     """BEGIN travels with the transaction's first statement, and a statement's cursor is opened, run, read and
-    closed in one call: a write of one row is two calls (that and COMMIT), its results intact."""
+    closed in one call: a write of one row is two calls (that and COMMIT), its results intact. The statements
+    after the first of a write transaction, which holds the write lock then, run on the loop's thread."""
     calls: list[str] = []
     send = sqlite.StoreConnection._execute
 
@@ -104,7 +105,7 @@ def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch):
         calls.append(getattr(fn, "__name__", "?"))
         return await send(self, fn, *args, **kwargs)
 
-    async def scenario() -> None:
+    async def scenario() -> int:
         db = Database(sqlite_url)
         try:
             async with db.write() as session:  # opens the write connection
@@ -121,13 +122,17 @@ def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch):
                 assert await session.scalar(select(tables.Project.name)) == "renamed"
                 gone = await session.execute(delete(tables.Project).where(tables.Project.id == "nope"))
                 assert gone.rowcount == 0
-            assert calls == ["_run", "_run", "commit"]
+            assert calls == ["_run", "commit"]
             calls.clear()
             async with db.write():
                 pass
             assert calls == []  # a transaction that ran nothing costs nothing
         finally:
             await db.dispose()
+        return threading.get_ident()
 
     monkeypatch.setattr(sqlite.StoreConnection, "_execute", counted)
-    asyncio.run(scenario())
+    loop_thread = asyncio.run(scenario())
+    threads = {sql: thread for sql, thread in executed if sql in ("SELECT PROJECTS.NAME", "DELETE FROM")}
+    assert threads["SELECT PROJECTS.NAME"] != loop_thread  # with BEGIN IMMEDIATE, which may wait
+    assert threads["DELETE FROM"] == loop_thread  # under the write lock: waits for nobody

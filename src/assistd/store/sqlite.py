@@ -7,9 +7,10 @@ the cursor is opened, executed, read to the end and closed together, on the conn
 
 A read takes microseconds and, in WAL mode, never waits for another connection, so the read engine's connections
 are `LoopThreadConnection`s, which run their calls on the event loop's thread; only the switch to WAL mode as a
-connection opens (an exclusive lock, the first time) goes to the connection's thread. Writes stay on aiosqlite's
-thread: BEGIN IMMEDIATE waits for the write lock while another process writes, and COMMIT for the disk
-(synchronous=FULL).
+connection opens (an exclusive lock, the first time) goes to the connection's thread. A write transaction's
+BEGIN IMMEDIATE, sent with its first statement, and its COMMIT go to the write connection's thread: the first
+waits for the write lock while another process writes, the second for the disk (synchronous=FULL). The statements
+between them wait for nobody, and run on the loop's thread.
 """
 
 from __future__ import annotations
@@ -68,7 +69,10 @@ class StatementCursor:
             connection.pending_begin = sql
             return self
         begin, connection.pending_begin = connection.pending_begin, None
-        await connection._execute(self._run, connection._conn, begin, method, sql, parameters)
+        if begin is None and connection._inside_write_transaction():
+            self._run(connection._conn, None, method, sql, parameters)
+        else:
+            await connection._execute(self._run, connection._conn, begin, method, sql, parameters)
         return self
 
     async def execute(self, sql: str, parameters: Any = ()) -> StatementCursor:
@@ -123,6 +127,12 @@ class StoreConnection(aiosqlite.Connection):
 
     def cursor(self) -> StatementCursor:  # type: ignore[override]
         return StatementCursor(self)
+
+    def _inside_write_transaction(self) -> bool:
+        """Whether a statement may run right here, on the loop's thread: this connection holds the write lock
+        (BEGIN IMMEDIATE ran, on its thread) and no call is on its thread. In WAL mode a statement of such a
+        transaction waits for nobody; only BEGIN IMMEDIATE (the lock) and COMMIT (the disk) can wait."""
+        return self._idle and self._conn.in_transaction
 
     async def commit(self) -> None:
         if self.pending_begin is None:
