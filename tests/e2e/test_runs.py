@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import openai
 import pytest
 
 from tests.e2e.test_models import CHAT_MODEL, PARAMETERS, WEATHER_TOOLS
@@ -33,6 +34,12 @@ def test_a_forced_function_call_round_trip(client, tool_assistant) -> None:
     calls = run.required_action.submit_tool_outputs.tool_calls
     assert calls and calls[0].function.name in PARAMETERS
     jsonschema.validate(json.loads(calls[0].function.arguments), PARAMETERS[calls[0].function.name])
+    with pytest.raises(openai.BadRequestError) as busy:  # the run waiting for outputs is still the thread's
+        client.beta.threads.messages.create(thread.id, role="user", content="And in Rome?")
+    assert busy.value.code == "run_active" and run.id in busy.value.message
+    with pytest.raises(openai.BadRequestError) as busy:
+        client.beta.threads.runs.create(thread_id=thread.id, assistant_id=tool_assistant.id)
+    assert busy.value.code == "run_active" and run.id in busy.value.message
     done = client.beta.threads.runs.submit_tool_outputs_and_poll(
         run_id=run.id,
         thread_id=thread.id,

@@ -100,6 +100,7 @@ class LlamaCppEngine:
         # None: every prompt is evaluated from scratch
         self._prompt_cache = PromptCache(prompt_cache_bytes) if prompt_cache_bytes > 0 else None
         self._exact_tokens = 0  # leading tokens of the live context evaluated in a prompt (see prompt_cache.py)
+        self._last_tokenized: tuple[str, list[int]] = ("", [])  # a run counts its prompt's tokens, then sends it
         self._longest_token_bytes = max(
             len(self._llama.detokenize([token], special=True)) for token in range(self._llama.n_vocab())
         )
@@ -145,12 +146,21 @@ class LlamaCppEngine:
     def _tokenize(self, text: str) -> list[int]:
         return self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    async def _prompt_tokens(self, prompt: str) -> list[int]:
+        """The prompt's tokens (a copy), tokenized off the loop; the last prompt's are kept, so counting a prompt
+        and then generating from it tokenizes it once."""
+        text, tokens = self._last_tokenized
+        if text != prompt:
+            tokens = await asyncio.to_thread(self._tokenize, prompt)
+            self._last_tokenized = (prompt, tokens)
+        return list(tokens)
+
     async def count_prompt_tokens(self, request: GenerationRequest) -> int:
         """The prompt's tokens; for a prompt that surely cannot fit, a number above the context (uncounted)."""
         if self._surely_too_long(request):
             return self.context_length + 1
         prompt = self.render_chat(request) if request.messages is not None else request.prompt or ""
-        return await asyncio.to_thread(self.count_tokens, prompt)
+        return len(await self._prompt_tokens(prompt))
 
     def check(self, request: GenerationRequest) -> None:
         """Tools and formats are enforced by a grammar: one that cannot be built is the caller's 400."""
@@ -189,7 +199,7 @@ class LlamaCppEngine:
             )
         prompt = self.render_chat(request) if is_chat else request.prompt or ""
         grammar_text, may_call = self._grammar(request)
-        tokens = await asyncio.to_thread(self._tokenize, prompt)
+        tokens = await self._prompt_tokens(prompt)
         prompt_tokens = len(tokens)
         available = self.context_length - prompt_tokens
         if available < 1:

@@ -20,7 +20,7 @@ from assistd.services.tool_resources import index_attachments
 from assistd.store import tables
 from assistd.store.database import Database
 from assistd.store.pagination import Page, PageRequest
-from assistd.store.repositories import MessageRepository, RunRepository, ThreadRepository
+from assistd.store.repositories import MessageRepository, ThreadRepository
 
 
 def content_blocks(content: str | list[Any]) -> list[dict[str, Any]]:
@@ -58,6 +58,14 @@ async def require_thread(session: AsyncSession, principal: Principal, thread_id:
     return thread
 
 
+async def thread_active_run(session: AsyncSession, principal: Principal, thread_id: str) -> str | None:
+    """NotFound unless the caller has the thread; the id of its active run, if it has one."""
+    exists, active = await ThreadRepository(session, principal.project_id).active_run(thread_id)
+    if not exists:
+        raise NotFound.for_object("thread", thread_id)
+    return active
+
+
 async def check_thread(session: AsyncSession, principal: Principal, thread_id: str) -> None:
     """NotFound unless the caller has the thread (without loading it)."""
     if not await ThreadRepository(session, principal.project_id).exists(thread_id):
@@ -73,11 +81,10 @@ class MessageService:
         self, principal: Principal, thread_id: str, body: MessageCreate, idempotency_key: Idempotency | None = None
     ) -> dict[str, Any]:
         async with self.db.write() as session:
-            await check_thread(session, principal, thread_id)
+            active = await thread_active_run(session, principal, thread_id)
             messages = MessageRepository(session, principal.project_id)
             if (earlier := await replayed(session, idempotency_key, messages)) is not None:
                 return wire.message(earlier)
-            active = await RunRepository(session, principal.project_id).active_on_thread(thread_id)
             if active is not None:
                 raise InvalidRequest(
                     f"Can't add messages to {thread_id} while a run {active} is active.",
@@ -98,8 +105,9 @@ class MessageService:
         if run_id is not None:
             conditions.append(tables.Message.run_id == run_id)
         async with self.db.read() as session:
-            await check_thread(session, principal, thread_id)
             page = await MessageRepository(session, principal.project_id).page(request, *conditions)
+            if not page.items:  # only an empty page may mean the thread is not the caller's
+                await check_thread(session, principal, thread_id)
         return Page([wire.message(row) for row in page.items], page.has_more)
 
     async def retrieve(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:

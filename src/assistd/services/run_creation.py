@@ -81,12 +81,11 @@ async def require_assistant(session, project_id: str, assistant_id: str) -> tabl
     return assistant
 
 
-async def require_idle_thread(session, project_id: str, thread_id: str) -> None:
+def require_idle_thread(thread_id: str, active_run: str | None) -> None:
     """Refuse a run on a thread that has one active already."""
-    active = await RunRepository(session, project_id).active_on_thread(thread_id)
-    if active is not None:
+    if active_run is not None:
         raise InvalidRequest(
-            f"Thread {thread_id} already has an active run {active}.", param="thread_id", code="run_active"
+            f"Thread {thread_id} already has an active run {active_run}.", param="thread_id", code="run_active"
         )
 
 

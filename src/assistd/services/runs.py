@@ -25,7 +25,7 @@ from assistd.schemas.runs import RunCreate, SubmitToolOutputs, ThreadAndRunCreat
 from assistd.schemas.threads import ThreadCreate
 from assistd.services.idempotency import Idempotency, replayed
 from assistd.services.limits import LimitService
-from assistd.services.messages import check_thread, new_message_row
+from assistd.services.messages import check_thread, new_message_row, thread_active_run
 from assistd.services.principal import Principal
 from assistd.services.run_creation import (
     insert_run,
@@ -120,13 +120,13 @@ class RunService:
         events: Subscription | None,
     ) -> Started:
         async with self.db.write() as session:
-            await check_thread(session, principal, thread_id)
+            active = await thread_active_run(session, principal, thread_id)
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
                 return Started(wire.run(earlier), [], None)
             assistant = await require_assistant(session, principal.project_id, body.assistant_id)
             instructions = run_instructions(assistant, body, body.additional_instructions)
             run = new_run(self.registry, run_id, thread_id, assistant, body, instructions)
-            await require_idle_thread(session, principal.project_id, thread_id)
+            require_idle_thread(thread_id, active)
             files_queued = False
             if body.additional_messages:
                 created = now()
@@ -204,8 +204,9 @@ class RunService:
     async def list(self, principal: Principal, thread_id: str, request: PageRequest) -> Page[dict[str, Any]]:
         """A page of the thread's runs."""
         async with self.db.read() as session:
-            await check_thread(session, principal, thread_id)
             page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
+            if not page.items:  # only an empty page may mean the thread is not the caller's
+                await check_thread(session, principal, thread_id)
         return Page([wire.run(row) for row in page.items], page.has_more)
 
     async def modify(

@@ -114,6 +114,27 @@ class AssistantRepository(ScopedRepository[tables.Assistant]):
 class ThreadRepository(ScopedRepository[tables.Thread]):
     table = tables.Thread
 
+    async def active_run(self, thread_id: str) -> tuple[bool, str | None]:
+        """Whether the project has the thread, and the id of its active run (queued, in progress, requiring
+        action or cancelling) if it has one: one statement."""
+        if NUL in thread_id:
+            return False, None
+        active = (
+            select(tables.Run.id)
+            .where(
+                tables.Run.project_id == self.project_id,
+                tables.Run.thread_id == tables.Thread.id,
+                tables.Run.status.in_(ACTIVE_RUN),
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+        found = await self.session.execute(
+            select(active).where(tables.Thread.project_id == self.project_id, tables.Thread.id == thread_id)
+        )
+        row = found.first()
+        return (True, row[0]) if row is not None else (False, None)
+
     async def delete(self, object_id: str, *conditions: Any) -> bool:
         """Delete a thread and its messages in the caller's transaction."""
         await self.session.execute(
@@ -215,16 +236,6 @@ class RunRepository(ScopedRepository[tables.Run]):
             .values(status=step_status, **{ended_at: moment})
         )
         return run
-
-    async def active_on_thread(self, thread_id: str) -> str | None:
-        """The id of the thread's active run (queued, in progress, requiring action or cancelling), if any."""
-        return await self.session.scalar(
-            select(tables.Run.id).where(
-                tables.Run.project_id == self.project_id,
-                tables.Run.thread_id == thread_id,
-                tables.Run.status.in_(ACTIVE_RUN),
-            )
-        )
 
 
 class RunStepRepository(ScopedRepository[tables.RunStep]):
