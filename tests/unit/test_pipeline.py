@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from assistd.engines.base import GenerationRequest, Usage
+from assistd.engines.base import Chunk, GenerationRequest, Usage
+from assistd.errors import StoreUnavailable, UpstreamError
 from assistd.generation.fitting import fit, prompt_budget
+from assistd.generation.pipeline import alongside
 from assistd.protocol import wire
 from assistd.retrieval.search import Hit
 from assistd.runtime import prompt
@@ -222,3 +224,70 @@ def test_file_search_reuses_the_results_of_an_earlier_attempt_and_cites_them() -
     assert passages.startswith(PASSAGES_INTRO) and "faq.md" in passages
     citation = gathered.cite("Refunds are issued within 30 days.")
     assert citation is not None and citation.annotations[0]["file_citation"]["file_id"] == "file_1"
+
+
+# -- a reply written while the engine reads the prompt (generation/pipeline.alongside) -------------------------
+
+
+async def _engine(events: list[str], started: asyncio.Event, fail: bool = False):
+    """Chunks of a fake engine that notes when it is started and when it is closed."""
+    events.append("started")
+    started.set()
+    try:
+        if fail:
+            raise UpstreamError("the engine failed")
+        for text in ("Hel", "lo"):
+            yield Chunk(text=text)
+    finally:
+        events.append("closed")
+
+
+def test_alongside_starts_the_engine_before_waiting_for_the_work() -> None:
+    async def scenario() -> tuple[str, list[str], list[str]]:
+        events: list[str] = []
+        started = asyncio.Event()
+
+        async def work() -> str:
+            await asyncio.wait_for(started.wait(), 5)  # never ends unless the engine was started first
+            events.append("written")
+            return "reply"
+
+        result, chunks = await alongside(_engine(events, started), work())
+        return result, [chunk.text async for chunk in chunks], events
+
+    result, texts, events = asyncio.run(scenario())
+    assert (result, texts) == ("reply", ["Hel", "lo"])
+    assert events == ["started", "written", "closed"]
+
+
+def test_alongside_stops_the_engine_when_the_work_fails() -> None:
+    async def scenario() -> list[str]:
+        events: list[str] = []
+        started = asyncio.Event()
+
+        async def work() -> str:
+            await started.wait()
+            raise StoreUnavailable(OSError("gone"))
+
+        engine = _engine(events, started)  # kept: its closing is alongside's doing, not the garbage collector's
+        with pytest.raises(StoreUnavailable):
+            await alongside(engine, work())
+        return events
+
+    assert asyncio.run(scenario()) == ["started", "closed"]
+
+
+def test_an_engine_error_comes_out_of_the_chunks_after_the_work_is_done() -> None:
+    async def scenario() -> tuple[str, list[str]]:
+        events: list[str] = []
+
+        async def work() -> str:
+            return "reply"
+
+        result, chunks = await alongside(_engine(events, asyncio.Event(), fail=True), work())
+        with pytest.raises(UpstreamError):
+            async for _ in chunks:
+                pass
+        return result, events
+
+    assert asyncio.run(scenario()) == ("reply", ["started", "closed"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,7 +32,7 @@ def resolve(registry: ModelRegistry, model: str, app: str | None = None) -> Reso
     return Resolved(strategy.engine(registry.text(model)), strategy)
 
 
-async def stream(engine: TextEngine, request: GenerationRequest, collected: Collected) -> AsyncIterator[Chunk]:
+async def stream(engine: TextEngine, request: GenerationRequest, collected: Collected) -> AsyncGenerator[Chunk, None]:
     """The engine's chunks for `request`, each added to `collected` as it passes."""
     async for chunk in engine.stream(request):
         collected.add(chunk)
@@ -44,10 +44,10 @@ def answers_in_text(request: GenerationRequest) -> bool:
     return not request.tools or request.tool_choice == "none"
 
 
-async def alongside(chunks: AsyncIterator[Chunk], work: Awaitable[T]) -> tuple[T, AsyncIterator[Chunk]]:
+async def alongside(chunks: AsyncGenerator[Chunk, None], work: Awaitable[T]) -> tuple[T, AsyncIterator[Chunk]]:
     """Start `chunks` (the engine takes the prompt) and await `work` meanwhile; its result, and the chunks from the
     first. An error of the engine's comes out of the chunks, as it would have; if `work` fails, the generation is
-    stopped."""
+    stopped at once."""
     first = asyncio.ensure_future(anext(chunks, None))
     try:
         result = await work
@@ -55,6 +55,8 @@ async def alongside(chunks: AsyncIterator[Chunk], work: Awaitable[T]) -> tuple[T
         first.cancel()
         with contextlib.suppress(BaseException):
             await first
+        with contextlib.suppress(BaseException):
+            await chunks.aclose()
         raise
 
     async def from_the_first() -> AsyncIterator[Chunk]:

@@ -20,12 +20,13 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from assistd import metrics
 from assistd.apps.strategies import Strategy
 from assistd.clock import now
-from assistd.engines.base import GenerationRequest, TextEngine
+from assistd.engines.base import Chunk, GenerationRequest, TextEngine
 from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.events.bus import EventBus
@@ -204,9 +205,10 @@ class RunExecutor:
         began = time.perf_counter()
         next_check = time.monotonic() + CHECK_INTERVAL_SECONDS
         try:
-            chunks = stream(turn.engine, turn.request, collected)
+            generation = stream(turn.engine, turn.request, collected)
+            chunks: AsyncIterator[Chunk] = generation
             if answers_in_text(turn.request):  # the round ends in a reply: it is written while the prompt is read
-                reply, chunks = await alongside(chunks, self.recorder.open_reply(run))
+                reply, chunks = await alongside(generation, self.recorder.open_reply(run))
             async for chunk in chunks:
                 if chunk.text:
                     reply = reply or await self.recorder.open_reply(run)
