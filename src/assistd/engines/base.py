@@ -84,6 +84,11 @@ class GenerationRequest:
     user: str | None = None
     prompt_cache_key: str | None = None  # a hint for engines that cache prompts by key (the local one needs none)
 
+    @property
+    def offers_tools(self) -> bool:
+        """Whether the model may call a tool: tools are given and `tool_choice` is not "none"."""
+        return bool(self.tools) and self.tool_choice != "none"
+
 
 @dataclass(frozen=True)
 class SchemaBounds:

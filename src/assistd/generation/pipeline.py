@@ -39,11 +39,6 @@ async def stream(engine: TextEngine, request: GenerationRequest, collected: Coll
         yield chunk
 
 
-def answers_in_text(request: GenerationRequest) -> bool:
-    """Whether the answer is surely text: no tool may be called (and an answer is never empty)."""
-    return not request.tools or request.tool_choice == "none"
-
-
 async def alongside(chunks: AsyncGenerator[Chunk, None], work: Awaitable[T]) -> tuple[T, AsyncIterator[Chunk]]:
     """Start `chunks` (the engine takes the prompt) and await `work` meanwhile; its result, and the chunks from the
     first. An error of the engine's comes out of the chunks, as it would have; if `work` fails, the generation is

@@ -31,7 +31,7 @@ from assistd.engines.registry import ModelRegistry
 from assistd.errors import AssistdError, InvalidRequest, StoreUnavailable
 from assistd.events.bus import EventBus
 from assistd.generation.collect import Collected
-from assistd.generation.pipeline import alongside, answers_in_text, resolve, stream
+from assistd.generation.pipeline import alongside, resolve, stream
 from assistd.lifecycle import RunStatus
 from assistd.runtime import prompt
 from assistd.runtime.lease import lease_kept
@@ -207,7 +207,7 @@ class RunExecutor:
         try:
             generation = stream(turn.engine, turn.request, collected)
             chunks: AsyncIterator[Chunk] = generation
-            if answers_in_text(turn.request):  # the round ends in a reply: it is written while the prompt is read
+            if not turn.request.offers_tools:  # the round ends in a reply: it is written while the prompt is read
                 reply, chunks = await alongside(generation, self.recorder.open_reply(run))
             async for chunk in chunks:
                 if chunk.text:

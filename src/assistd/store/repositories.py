@@ -39,9 +39,15 @@ NUL = "\x00"
 
 
 @functools.cache
-def read_only_columns(table: type[Any]) -> tuple[Any, ...]:
-    """The table's columns, each labelled with its attribute's name (`metadata_`, not `metadata`)."""
-    return tuple(attribute.expression.label(attribute.key) for attribute in inspect(table).column_attrs)
+def _columns(table: Any) -> tuple[tuple[str, Any], ...]:
+    """(attribute name, column) of each of the table's columns: `metadata_` is the column `metadata`."""
+    return tuple((attribute.key, attribute.columns[0]) for attribute in inspect(table).column_attrs)
+
+
+@functools.cache
+def read_only_columns(table: Any) -> tuple[Any, ...]:
+    """The table's columns, each labelled with its attribute's name."""
+    return tuple(column.label(key) for key, column in _columns(table))
 
 
 class ScopedRepository(Generic[Row]):
@@ -66,7 +72,7 @@ class ScopedRepository(Generic[Row]):
         """Write a new row with one INSERT, without making it an object of the session: for a row that the
         transaction does not change again (cheaper than `add`'s flush)."""
         row.project_id = self.project_id
-        values = {attribute.columns[0]: getattr(row, attribute.key) for attribute in inspect(self.table).column_attrs}
+        values = {column: getattr(row, key) for key, column in _columns(self.table)}
         await self.session.execute(insert(cast(Table, self.table.__table__)).values(values))
         return row
 
