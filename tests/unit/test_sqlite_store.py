@@ -22,7 +22,8 @@ def executed() -> list[tuple[str, int]]:
     seen: list[tuple[str, int]] = []
 
     def trace(dbapi_connection, _record) -> None:
-        dbapi_connection.driver_connection._conn.set_trace_callback(
+        connection = getattr(dbapi_connection, "driver_connection", dbapi_connection)  # aiosqlite's, or sqlite3's
+        getattr(connection, "_conn", connection).set_trace_callback(
             lambda sql: seen.append((" ".join(sql.split()[:2]).upper(), threading.get_ident()))
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from assistd.api.responses import dumps
+from assistd.jsontext import dumps
 from assistd.protocol.events import DONE
 
 __all__ = ["DONE", "encode", "response"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from assistd import jsontext
 from assistd.errors import StoreUnavailable
 from assistd.events.replay import RunReplay
 from assistd.lifecycle import STREAM_ENDING_RUN
@@ -219,7 +219,7 @@ class _RedisSubscription(_ReplaySubscription):
             entries = reply[0][1]
             self._last_id = entries[-1][0]
             self._quiet_since = time.monotonic()
-            return [Event(fields["name"], json.loads(fields["data"])) for _, fields in entries]
+            return [Event(fields["name"], jsontext.loads(fields["data"])) for _, fields in entries]
         if time.monotonic() - self._quiet_since < STALL_SECONDS:
             return []
         self._quiet_since = time.monotonic()  # silent a while: has the run stopped without a word?
@@ -240,7 +240,7 @@ class RedisEventBus(EventBus):
         self._failing = False
 
     def publish(self, run_id: str, name: str, data: dict[str, Any]) -> None:
-        payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        payload = jsontext.dumps(data).decode()
         self._outbox.put_nowait((STREAM_PREFIX + run_id, name, payload))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send(), name="redis-event-sender")

@@ -3,8 +3,9 @@
 Reads and writes go through separate session factories. On SQLite the write engine holds one connection
 (pool of one) and opens every transaction with BEGIN IMMEDIATE, so writes queue in order instead of failing
 with "database is locked", while reads have their own connections (WAL mode). A commit is durable when it
-returns (synchronous=FULL). Reads run on the event loop's thread, and so do a write transaction's statements
-after its first; BEGIN IMMEDIATE and COMMIT run on the write connection's own (store/sqlite.py).
+returns (synchronous=FULL). Reads run on the event loop's thread (plain sqlite3 connections behind the same
+AsyncSession API), and so do a write transaction's statements after its first; BEGIN IMMEDIATE and COMMIT run
+on the write connection's own (store/sqlite.py).
 
 On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
 a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up.
@@ -24,11 +25,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, UpdateBase, event
+from sqlalchemy import CursorResult, Engine, UpdateBase, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from assistd import jsontext
 from assistd.config import Settings
 from assistd.errors import AssistdError, InvalidRequest, StorageFull, StoreUnavailable
 from assistd.store import sqlite
@@ -140,26 +142,25 @@ class Database:
     ) -> None:
         self.url = url
         self.is_sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._sqlite_reads: Engine | None = None
         if self.is_sqlite:
-            self._read_engine = create_async_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
-            self._write_engine = create_async_engine(
-                url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
-            )
-            sqlite.configure(self._read_engine, begin="BEGIN", on_loop_thread=True)
-            sqlite.configure(self._write_engine, begin="BEGIN IMMEDIATE")
+            self._sqlite_reads = sqlite.read_engine(url)
+            self._engine = sqlite.write_engine(url)
+            self._reads = sqlite.read_sessions(self._sqlite_reads)
         else:
-            self._read_engine = self._write_engine = create_async_engine(
+            self._engine = create_async_engine(
                 url,
                 pool_pre_ping=True,
                 pool_size=pool_size,
                 max_overflow=pool_size,
                 pool_timeout=pool_timeout,
                 hide_parameters=True,  # values are users' text and key hashes: never in a log or an error
+                json_deserializer=jsontext.loads,
             )
             if make_url(url).get_driver_name() == "asyncpg":
-                _retry_connections(self._write_engine, connect_timeout=connect_timeout, retry_seconds=retry_seconds)
-        self._reads = async_sessionmaker(self._read_engine, expire_on_commit=False)
-        self._writes = async_sessionmaker(self._write_engine, expire_on_commit=False)
+                _retry_connections(self._engine, connect_timeout=connect_timeout, retry_seconds=retry_seconds)
+            self._reads = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._writes = async_sessionmaker(self._engine, expire_on_commit=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -194,6 +195,6 @@ class Database:
             raise
 
     async def dispose(self) -> None:
-        await self._read_engine.dispose()
-        if self._write_engine is not self._read_engine:
-            await self._write_engine.dispose()
+        if self._sqlite_reads is not None:
+            self._sqlite_reads.dispose()
+        await self._engine.dispose()
