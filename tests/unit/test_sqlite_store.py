@@ -9,8 +9,9 @@ import sqlite3
 import threading
 
 import pytest
-from sqlalchemy import delete, event, select, update
+from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 
 from assistd.store import sqlite, tables
 from assistd.store.database import Database
@@ -58,6 +59,30 @@ def test_reads_run_on_the_loop_thread_and_writes_elsewhere(sqlite_url, executed)
     assert [sql for sql, _ in read] == ["BEGIN", "SELECT PROJECTS.NAME"]
     assert all(thread != loop_thread for _, thread in write)
     assert all(thread == loop_thread for _, thread in read)
+
+
+def test_a_read_session_answers_core_statements_and_refuses_writes(sqlite_url):
+    """Reads run on plain sqlite3 connections behind the AsyncSession API: ORM and Core statements (text, table
+    columns) alike answer, and a write through a read session is refused, with nothing written."""
+
+    async def scenario() -> None:
+        db = Database(sqlite_url)
+        try:
+            async with db.write() as session:
+                session.add(new_project("proj_a"))
+            projects = tables.Project.__table__
+            async with db.read() as session:
+                assert (await session.get(tables.Project, "proj_a")).name == "proj_a"
+                assert (await session.execute(text("SELECT name FROM projects"))).all() == [("proj_a",)]
+                assert list(await session.scalars(select(projects.c.id))) == ["proj_a"]
+                with pytest.raises(OperationalError, match="readonly"):
+                    await session.execute(update(projects).values(name="changed"))
+            async with db.read() as session:
+                assert await session.scalar(select(projects.c.name)) == "proj_a"
+        finally:
+            await db.dispose()
+
+    asyncio.run(scenario())
 
 
 def test_a_write_waiting_for_another_writer_does_not_stall_the_loop(sqlite_url):

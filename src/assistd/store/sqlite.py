@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiosqlite
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 from assistd import jsontext
 
 BUSY_TIMEOUT_MS = 30_000
-BEGIN = "BEGIN"
 
 
 class StatementCursor:
@@ -63,9 +62,6 @@ class StatementCursor:
 
     async def _call(self, method: str, sql: str, parameters: Any) -> StatementCursor:
         connection = self._connection
-        if sql.startswith(BEGIN):  # deferred to the transaction's first statement: one call fewer
-            connection.pending_begin = sql
-            return self
         begin, connection.pending_begin = connection.pending_begin, None
         if begin is None and connection._inside_write_transaction():
             self._run(connection._conn, None, method, sql, parameters)
@@ -155,14 +151,6 @@ def _connector() -> Callable[..., StoreConnection]:
     return connect
 
 
-def _begin_with(engine: Engine, begin: str) -> None:
-    """BEGIN is ours (taken over from pysqlite, which would open transactions on its own terms)."""
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection):
-        connection.exec_driver_sql(begin)
-
-
 def write_engine(url: str) -> AsyncEngine:
     """The engine of every write: one StoreConnection (a pool of one, so writes queue in order), each transaction
     opened with BEGIN IMMEDIATE, committed durably (synchronous=FULL), foreign keys enforced. Its first
@@ -186,7 +174,10 @@ def write_engine(url: str) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
-    _begin_with(engine.sync_engine, "BEGIN IMMEDIATE")
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection):  # BEGIN is ours (not pysqlite's), sent with the transaction's first statement
+        connection.connection.driver_connection.pending_begin = "BEGIN IMMEDIATE"
+
     return engine
 
 
@@ -209,7 +200,10 @@ def read_engine(url: str) -> Engine:
         dbapi_connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         dbapi_connection.execute("PRAGMA query_only=ON")
 
-    _begin_with(engine, "BEGIN")
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):  # straight to sqlite3 (not a statement through the engine: a read costs less)
+        connection.connection.driver_connection.execute("BEGIN")
+
     return engine
 
 
@@ -220,5 +214,11 @@ def read_sessions(engine: Engine) -> async_sessionmaker[AsyncSession]:
     class ReadSession(Session):
         def __init__(self, bind: Any = None, **kwargs: Any) -> None:
             super().__init__(bind=engine, **kwargs)
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            """Rows of a Core statement come on an open sqlite3 cursor, which AsyncSession would go on to close as
+            an async one: they are read at once here (as an ORM statement's always are)."""
+            result = super().execute(*args, **kwargs)
+            return result.freeze()() if isinstance(result, CursorResult) and result.cursor is not None else result
 
     return async_sessionmaker(sync_session_class=ReadSession, expire_on_commit=False)
