@@ -10,7 +10,7 @@ from sqlalchemy import select
 from assistd.ids import new_id
 from assistd.store import tables
 from assistd.store.database import Database
-from assistd.store.pagination import PageRequest, fetch_page
+from assistd.store.pagination import PageRequest, fetch_page, paged
 from assistd.store.repositories import read_only_columns
 
 
@@ -36,7 +36,8 @@ def page(url: str, request: PageRequest):
         db = Database(url)
         try:
             async with db.read() as session:
-                return await fetch_page(session, select(*read_only_columns(tables.Project)), tables.Project.id, request)
+                statement = paged(select(*read_only_columns(tables.Project)), tables.Project.id, request.shape)
+                return await fetch_page(session, statement, request)
         finally:
             await db.dispose()
 

@@ -95,9 +95,9 @@ class FileService:
         return wire.file(row)
 
     async def list(self, principal: Principal, request: PageRequest, purpose: str | None) -> Page[dict[str, Any]]:
-        conditions = [tables.File.purpose == purpose] if purpose else []
+        filters = {"purpose": purpose} if purpose else {}
         async with self.db.read() as session:
-            page = await FileRepository(session, principal.project_id).page(request, *conditions)
+            page = await FileRepository(session, principal.project_id).page(request, **filters)
         return Page([wire.file(row) for row in page.items], page.has_more)
 
     async def get(self, principal: Principal, file_id: str) -> tables.File:

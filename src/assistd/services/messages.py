@@ -101,11 +101,9 @@ class MessageService:
     async def list(
         self, principal: Principal, thread_id: str, request: PageRequest, run_id: str | None = None
     ) -> Page[dict[str, Any]]:
-        conditions = [tables.Message.thread_id == thread_id]
-        if run_id is not None:
-            conditions.append(tables.Message.run_id == run_id)
+        filters = {"thread_id": thread_id} if run_id is None else {"thread_id": thread_id, "run_id": run_id}
         async with self.db.read() as session:
-            page = await MessageRepository(session, principal.project_id).page(request, *conditions)
+            page = await MessageRepository(session, principal.project_id).page(request, **filters)
             if not page.items:  # only an empty page may mean the thread is not the caller's
                 await check_thread(session, principal, thread_id)
         return Page([wire.message(row) for row in page.items], page.has_more)

@@ -204,7 +204,7 @@ class RunService:
     async def list(self, principal: Principal, thread_id: str, request: PageRequest) -> Page[dict[str, Any]]:
         """A page of the thread's runs."""
         async with self.db.read() as session:
-            page = await RunRepository(session, principal.project_id).page(request, tables.Run.thread_id == thread_id)
+            page = await RunRepository(session, principal.project_id).page(request, thread_id=thread_id)
             if not page.items:  # only an empty page may mean the thread is not the caller's
                 await check_thread(session, principal, thread_id)
         return Page([wire.run(row) for row in page.items], page.has_more)
@@ -284,7 +284,7 @@ class RunService:
         """A page of the run's steps."""
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
-            page = await RunStepRepository(session, principal.project_id).page(request, tables.RunStep.run_id == run_id)
+            page = await RunStepRepository(session, principal.project_id).page(request, run_id=run_id)
         return Page([wire.run_step(row, include) for row in page.items], page.has_more)
 
     async def retrieve_step(

@@ -53,15 +53,15 @@ class VectorStoreFileService:
         self, principal: Principal, store_id: str, request: PageRequest, status: str | None, batch_id: str | None = None
     ) -> Page[dict[str, Any]]:
         """A page of the store's files, of one status or one batch when asked."""
-        conditions = [tables.VectorStoreFile.vector_store_id == store_id]
+        filters = {"vector_store_id": store_id}
         if status is not None:
-            conditions.append(tables.VectorStoreFile.status == status)
+            filters["status"] = status
         async with self.db.read() as session:
             await require_store(session, principal.project_id, store_id)
             if batch_id is not None:
                 await self._batch(session, principal, store_id, batch_id)
-                conditions.append(tables.VectorStoreFile.batch_id == batch_id)
-            page = await VectorStoreFileRepository(session, principal.project_id).page(request, *conditions)
+                filters["batch_id"] = batch_id
+            page = await VectorStoreFileRepository(session, principal.project_id).page(request, **filters)
         return Page([wire.vector_store_file(row) for row in page.items], page.has_more)
 
     async def _file(self, session: AsyncSession, principal: Principal, store_id: str, file_id: str):

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Table, delete, func, insert, inspect, select, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from assistd import lifecycle
@@ -19,7 +19,7 @@ from assistd.lifecycle import ACTIVE_RUN, STEP_ENDING, FileStatus, RunStatus, St
 from assistd.store import tables
 from assistd.store.chunk_windows import write_windows
 from assistd.store.database import execute_dml
-from assistd.store.pagination import Page, PageRequest, fetch_page
+from assistd.store.pagination import Page, PageRequest, Shape, fetch_page, paged
 
 Row = TypeVar(
     "Row",
@@ -48,6 +48,14 @@ def _columns(table: Any) -> tuple[tuple[str, Any], ...]:
 def read_only_columns(table: Any) -> tuple[Any, ...]:
     """The table's columns, each labelled with its attribute's name."""
     return tuple(column.label(key) for key, column in _columns(table))
+
+
+@functools.cache
+def _page_statement(table: Any, filters: tuple[str, ...], shape: Shape) -> Select[Any]:
+    """The statement of a page of `table`'s rows of one project, filtered by equality on the `filters` columns, for
+    requests of `shape`; every value is a bound parameter named after its column (the project's: `project_id`)."""
+    where = [getattr(table, column) == bindparam(column) for column in ("project_id", *filters)]
+    return paged(select(*read_only_columns(table)).where(*where), table.id, shape)
 
 
 class ScopedRepository(Generic[Row]):
@@ -81,11 +89,12 @@ class ScopedRepository(Generic[Row]):
             return None
         return await self.session.scalar(self._select(self.table.id == object_id, *conditions))
 
-    async def page(self, request: PageRequest, *conditions: Any) -> Page[Row]:
-        """A page of rows to read, not change: each has the row's values under the object's attribute names,
-        without the cost of loading them as objects of the session."""
-        columns = select(*read_only_columns(self.table)).where(self.table.project_id == self.project_id, *conditions)
-        return await fetch_page(self.session, columns, self.table.id, request)
+    async def page(self, request: PageRequest, **equal: Any) -> Page[Row]:
+        """A page of the rows whose columns named in `equal` hold the given values (`thread_id=...`), to read, not
+        change: each has the row's values under the object's attribute names, without the cost of loading them as
+        objects of the session. Its statement is built once for each kind of page."""
+        statement = _page_statement(self.table, tuple(equal), request.shape)
+        return await fetch_page(self.session, statement, request, {"project_id": self.project_id, **equal})
 
     async def exists(self, object_id: str) -> bool:
         if NUL in object_id:
