@@ -262,9 +262,7 @@ def test_cancel_while_generating(world) -> None:
         await asyncio.wait_for(task, 10)
         async with db.read() as session:
             final = await RunRepository(session, run.project_id).get(run.id)
-            messages = await MessageRepository(session, run.project_id).page(
-                PageRequest(), tables.Message.run_id == run.id
-            )
+            messages = await MessageRepository(session, run.project_id).page(PageRequest(), run_id=run.id)
         await db.dispose()
         return final, messages.items
 

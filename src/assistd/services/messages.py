@@ -111,9 +111,7 @@ class MessageService:
     async def retrieve(self, principal: Principal, thread_id: str, message_id: str) -> dict[str, Any]:
         async with self.db.read() as session:
             await check_thread(session, principal, thread_id)
-            row = await MessageRepository(session, principal.project_id).get(
-                message_id, tables.Message.thread_id == thread_id
-            )
+            row = await MessageRepository(session, principal.project_id).get(message_id, thread_id=thread_id)
         if row is None:
             raise NotFound.for_object("message", message_id)
         return wire.message(row)
@@ -123,9 +121,7 @@ class MessageService:
     ) -> dict[str, Any]:
         async with self.db.write() as session:
             await check_thread(session, principal, thread_id)
-            row = await MessageRepository(session, principal.project_id).get(
-                message_id, tables.Message.thread_id == thread_id
-            )
+            row = await MessageRepository(session, principal.project_id).get(message_id, thread_id=thread_id)
             if row is None:
                 raise NotFound.for_object("message", message_id)
             if "metadata" in body.model_fields_set:

@@ -191,7 +191,7 @@ class RunService:
 
     async def _require_run(self, session, principal: Principal, thread_id: str, run_id: str) -> tables.Run:
         await check_thread(session, principal, thread_id)
-        run = await RunRepository(session, principal.project_id).get(run_id, tables.Run.thread_id == thread_id)
+        run = await RunRepository(session, principal.project_id).get(run_id, thread_id=thread_id)
         if run is None:
             raise NotFound.for_object("run", run_id)
         return run
@@ -293,7 +293,7 @@ class RunService:
         """One step of the run."""
         async with self.db.read() as session:
             await self._require_run(session, principal, thread_id, run_id)
-            step = await RunStepRepository(session, principal.project_id).get(step_id, tables.RunStep.run_id == run_id)
+            step = await RunStepRepository(session, principal.project_id).get(step_id, run_id=run_id)
         if step is None:
             raise NotFound.for_object("run step", step_id)
         return wire.run_step(step, include)

@@ -112,9 +112,7 @@ class VectorStoreFileService:
     async def _batch(
         self, session: AsyncSession, principal: Principal, store_id: str, batch_id: str
     ) -> tables.VectorStoreFileBatch:
-        row = await FileBatchRepository(session, principal.project_id).get(
-            batch_id, tables.VectorStoreFileBatch.vector_store_id == store_id
-        )
+        row = await FileBatchRepository(session, principal.project_id).get(batch_id, vector_store_id=store_id)
         if row is None:
             raise NotFound.for_object("file batch", batch_id)
         return row

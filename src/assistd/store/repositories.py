@@ -50,12 +50,36 @@ def read_only_columns(table: Any) -> tuple[Any, ...]:
     return tuple(column.label(key) for key, column in _columns(table))
 
 
+def _equal(table: Any, columns: Iterable[str]) -> list[Any]:
+    """Each of `table`'s `columns` equal to a bound parameter named after it."""
+    return [getattr(table, column) == bindparam(column) for column in columns]
+
+
+# Statements built once (their values are bound parameters; the project's is `project_id`): building a statement
+# costs more than running it.
+
+
 @functools.cache
 def _page_statement(table: Any, filters: tuple[str, ...], shape: Shape) -> Select[Any]:
-    """The statement of a page of `table`'s rows of one project, filtered by equality on the `filters` columns, for
-    requests of `shape`; every value is a bound parameter named after its column (the project's: `project_id`)."""
-    where = [getattr(table, column) == bindparam(column) for column in ("project_id", *filters)]
-    return paged(select(*read_only_columns(table)).where(*where), table.id, shape)
+    """A page of `table`'s rows of a project, filtered by equality on the `filters` columns, for requests of `shape`."""
+    return paged(select(*read_only_columns(table)).where(*_equal(table, ("project_id", *filters))), table.id, shape)
+
+
+@functools.cache
+def _get_statement(table: Any, filters: tuple[str, ...]) -> Select[Any]:
+    """The row of a project with the id `object_id`, when its `filters` columns hold the given values."""
+    where = _equal(table, ("project_id", *filters))
+    return select(table).where(table.id == bindparam("object_id"), *where)
+
+
+@functools.cache
+def _exists_statement(table: Any) -> Select[Any]:
+    return select(table.id).where(table.project_id == bindparam("project_id"), table.id == bindparam("object_id"))
+
+
+@functools.cache
+def _insert_statement(table: Any) -> Any:
+    return insert(cast(Table, table.__table__))
 
 
 class ScopedRepository(Generic[Row]):
@@ -80,14 +104,16 @@ class ScopedRepository(Generic[Row]):
         """Write a new row with one INSERT, without making it an object of the session: for a row that the
         transaction does not change again (cheaper than `add`'s flush)."""
         row.project_id = self.project_id
-        values = {column: getattr(row, key) for key, column in _columns(self.table)}
-        await self.session.execute(insert(cast(Table, self.table.__table__)).values(values))
+        values = {column.key: getattr(row, key) for key, column in _columns(self.table)}
+        await self.session.execute(_insert_statement(self.table), values)
         return row
 
-    async def get(self, object_id: str, *conditions: Any) -> Row | None:
+    async def get(self, object_id: str, **equal: Any) -> Row | None:
+        """The row with this id, if the project has it and its columns named in `equal` hold the given values."""
         if NUL in object_id:  # no id has one, and PostgreSQL cannot even compare such text
             return None
-        return await self.session.scalar(self._select(self.table.id == object_id, *conditions))
+        statement = _get_statement(self.table, tuple(equal))
+        return await self.session.scalar(statement, {"project_id": self.project_id, "object_id": object_id, **equal})
 
     async def page(self, request: PageRequest, **equal: Any) -> Page[Row]:
         """A page of the rows whose columns named in `equal` hold the given values (`thread_id=...`), to read, not
@@ -99,10 +125,8 @@ class ScopedRepository(Generic[Row]):
     async def exists(self, object_id: str) -> bool:
         if NUL in object_id:
             return False
-        found = await self.session.scalar(
-            select(self.table.id).where(self.table.project_id == self.project_id, self.table.id == object_id)
-        )
-        return found is not None
+        parameters = {"project_id": self.project_id, "object_id": object_id}
+        return await self.session.scalar(_exists_statement(self.table), parameters) is not None
 
     async def set(self, object_id: str, **values: Any) -> None:
         """Set columns of a row by id, read or not (a row that is gone stays gone)."""
@@ -126,6 +150,19 @@ class AssistantRepository(ScopedRepository[tables.Assistant]):
     table = tables.Assistant
 
 
+_ACTIVE_RUN_OF_THREAD = select(
+    select(tables.Run.id)
+    .where(
+        tables.Run.project_id == tables.Thread.project_id,
+        tables.Run.thread_id == tables.Thread.id,
+        tables.Run.status.in_(ACTIVE_RUN),
+    )
+    .limit(1)
+    .scalar_subquery()
+).where(tables.Thread.project_id == bindparam("project_id"), tables.Thread.id == bindparam("object_id"))
+"""A row if the project has the thread: the id of its active run, or None."""
+
+
 class ThreadRepository(ScopedRepository[tables.Thread]):
     table = tables.Thread
 
@@ -134,20 +171,8 @@ class ThreadRepository(ScopedRepository[tables.Thread]):
         action or cancelling) if it has one: one statement."""
         if NUL in thread_id:
             return False, None
-        active = (
-            select(tables.Run.id)
-            .where(
-                tables.Run.project_id == self.project_id,
-                tables.Run.thread_id == tables.Thread.id,
-                tables.Run.status.in_(ACTIVE_RUN),
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
-        found = await self.session.execute(
-            select(active).where(tables.Thread.project_id == self.project_id, tables.Thread.id == thread_id)
-        )
-        row = found.first()
+        parameters = {"project_id": self.project_id, "object_id": thread_id}
+        row = (await self.session.execute(_ACTIVE_RUN_OF_THREAD, parameters)).first()
         return (True, row[0]) if row is not None else (False, None)
 
     async def delete(self, object_id: str, *conditions: Any) -> bool:
@@ -357,7 +382,7 @@ class VectorStoreFileRepository(ScopedRepository[tables.VectorStoreFile]):
     table = tables.VectorStoreFile
 
     async def get_in(self, store_id: str, file_id: str) -> tables.VectorStoreFile | None:
-        return await self.get(file_id, tables.VectorStoreFile.vector_store_id == store_id)
+        return await self.get(file_id, vector_store_id=store_id)
 
     async def in_store(self, store_id: str, *conditions: Any) -> list[tables.VectorStoreFile]:
         rows = await self.session.scalars(self._select(tables.VectorStoreFile.vector_store_id == store_id, *conditions))
