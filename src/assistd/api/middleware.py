@@ -108,7 +108,8 @@ class BodySizeLimitMiddleware:
             if complete:  # after the body, receive() waits for the disconnect, as long as a stream lasts
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.read_timeout)
+                async with asyncio.timeout(self.read_timeout):  # wait_for could swallow a cancellation (3.11)
+                    message = await receive()
             except TimeoutError:
                 raise HTTPException(408, f"The request body stopped arriving for {self.read_timeout:g} s.") from None
             if message["type"] == "http.request":

@@ -283,7 +283,8 @@ class RedisEventBus(EventBus):
     async def close(self) -> None:
         """Send what was published (for a while), then disconnect."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._outbox.join(), CLOSE_FLUSH_SECONDS)
+            async with asyncio.timeout(CLOSE_FLUSH_SECONDS):  # wait_for could swallow a cancellation (3.11)
+                await self._outbox.join()
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -101,8 +101,11 @@ class Worker:
                     log.warning("database unavailable (%s); the worker retries", type(exc).__name__)
                 else:
                     log.exception("worker loop error; retrying")
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns when the wait ends as the task is
+            # cancelled (a run cancelled by stop() wakes the worker), and the worker would never stop
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_POLL_SECONDS)
+                async with asyncio.timeout(IDLE_POLL_SECONDS):
+                    await self._wake.wait()
 
     async def _housekeeping(self) -> None:
         """Expire overdue tool outputs (once a second) and expired files (every FILE_EXPIRY_INTERVAL_SECONDS)."""
