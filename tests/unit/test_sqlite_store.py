@@ -1,6 +1,7 @@
-"""The SQLite store runs its reads on the event loop's thread (no thread hop per call), and a write transaction's
-BEGIN IMMEDIATE and COMMIT, which can wait for another writer and for the disk, on the write connection's own
-thread, so a waiting write never stalls the loop; one call per statement."""
+"""The SQLite store runs its statements on the event loop's thread (no thread hop per call) except those that can
+wait: a write transaction's BEGIN IMMEDIATE while another connection holds the write lock, and its COMMIT (the
+disk), run on the write connection's own thread, so a waiting write never stalls the loop; one call per
+statement."""
 
 from __future__ import annotations
 
@@ -37,28 +38,37 @@ def new_project(project_id: str) -> tables.Project:
     return tables.Project(id=project_id, name=project_id, created_at=0)
 
 
-def test_reads_run_on_the_loop_thread_and_writes_elsewhere(sqlite_url, executed):
+def test_reads_and_writes_run_on_the_loop_thread_but_commit(sqlite_url, executed):
+    """A read runs on the loop's thread; so does a write while the write lock is free (BEGIN IMMEDIATE cannot
+    wait then), except its COMMIT, which waits for the disk on the connection's thread."""
+
     async def scenario() -> int:
         db = Database(sqlite_url)
         try:
+            async with db.write() as session:  # opens the write connection (WAL mode)
+                session.add(new_project("proj_0"))
+            executed.clear()
             async with db.write() as session:
                 session.add(new_project("proj_a"))
             async with db.read() as session:
-                assert (await session.scalar(select(tables.Project.name))) == "proj_a"
+                assert (await session.scalar(select(tables.Project.name).where(tables.Project.id == "proj_a"))) == (
+                    "proj_a"
+                )
         finally:
             await db.dispose()
         return threading.get_ident()
 
     loop_thread = asyncio.run(scenario())
-    write_begins = [i for i, (sql, _) in enumerate(executed) if sql == "BEGIN IMMEDIATE"]
-    read_begins = [i for i, (sql, _) in enumerate(executed) if sql == "BEGIN"]
-    assert len(write_begins) == 1 and len(read_begins) == 1
-    write = executed[write_begins[0] : write_begins[0] + 3]
-    read = executed[read_begins[0] : read_begins[0] + 2]
-    assert [sql for sql, _ in write] == ["BEGIN IMMEDIATE", "INSERT INTO", "COMMIT"]
-    assert [sql for sql, _ in read] == ["BEGIN", "SELECT PROJECTS.NAME"]
-    assert all(thread != loop_thread for _, thread in write)
-    assert all(thread == loop_thread for _, thread in read)
+    statements = [(sql, thread) for sql, thread in executed if not sql.startswith("PRAGMA")][:5]
+    assert [sql for sql, _ in statements] == [
+        "BEGIN IMMEDIATE",
+        "INSERT INTO",
+        "COMMIT",
+        "BEGIN",
+        "SELECT PROJECTS.NAME",
+    ]
+    threads = [thread == loop_thread for _, thread in statements]
+    assert threads == [True, True, False, True, True]
 
 
 def test_a_read_session_answers_core_statements_and_refuses_writes(sqlite_url):
@@ -122,8 +132,9 @@ async def write_behind(other: sqlite3.Connection, db: Database) -> None:
 
 def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch, executed):
     """BEGIN travels with the transaction's first statement, and a statement's cursor is opened, run, read and
-    closed in one call: a write of one row is two calls (that and COMMIT), its results intact. The statements
-    after the first of a write transaction, which holds the write lock then, run on the loop's thread."""
+    closed in one call. While another connection holds the write lock, a write's first statement and its BEGIN
+    IMMEDIATE are one call to the connection's thread (it waits there); the statements after it, under the lock,
+    run on the loop's thread, and COMMIT is one more call. With the lock free, COMMIT is the only call."""
     calls: list[str] = []
     send = sqlite.StoreConnection._execute
 
@@ -142,8 +153,10 @@ def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch, exec
                     update(tables.Project).where(tables.Project.id == "proj_a").values(name="renamed")
                 )
                 assert renamed.rowcount == 1
-            assert calls == ["_run", "commit"]
+            assert calls == ["commit"]
             calls.clear()
+            other.execute("BEGIN IMMEDIATE")  # another process writes; it is done soon
+            asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
             async with db.write() as session:
                 assert await session.scalar(select(tables.Project.name)) == "renamed"
                 gone = await session.execute(delete(tables.Project).where(tables.Project.id == "nope"))
@@ -158,7 +171,11 @@ def test_a_statement_is_one_call_to_its_connection(sqlite_url, monkeypatch, exec
         return threading.get_ident()
 
     monkeypatch.setattr(sqlite.StoreConnection, "_execute", counted)
-    loop_thread = asyncio.run(scenario())
+    other = sqlite3.connect(make_url(sqlite_url).database, isolation_level=None, check_same_thread=False)
+    try:
+        loop_thread = asyncio.run(scenario())
+    finally:
+        other.close()
     threads = {sql: thread for sql, thread in executed if sql in ("SELECT PROJECTS.NAME", "DELETE FROM")}
     assert threads["SELECT PROJECTS.NAME"] != loop_thread  # with BEGIN IMMEDIATE, which may wait
     assert threads["DELETE FROM"] == loop_thread  # under the write lock: waits for nobody

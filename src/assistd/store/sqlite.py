@@ -63,7 +63,7 @@ class StatementCursor:
     async def _call(self, method: str, sql: str, parameters: Any) -> StatementCursor:
         connection = self._connection
         begin, connection.pending_begin = connection.pending_begin, None
-        if begin is None and connection._inside_write_transaction():
+        if connection._inside_write_transaction() if begin is None else connection._begin_at_once(begin):
             self._run(connection._conn, None, method, sql, parameters)
         else:
             await connection._execute(self._run, connection._conn, begin, method, sql, parameters)
@@ -127,6 +127,23 @@ class StoreConnection(aiosqlite.Connection):
         (BEGIN IMMEDIATE ran, on its thread) and no call is on its thread. In WAL mode a statement of such a
         transaction waits for nobody; only BEGIN IMMEDIATE (the lock) and COMMIT (the disk) can wait."""
         return self._idle and self._conn.in_transaction
+
+    def _begin_at_once(self, begin: str) -> bool:
+        """Open the transaction here, on the loop's thread, if that cannot wait: no call is on the connection's
+        thread and no other connection holds the write lock (BEGIN IMMEDIATE with no busy wait). False when it
+        would wait: then the transaction opens on the connection's thread, waiting there as long as it must."""
+        if not self._idle or self._conn.in_transaction:
+            return False
+        self._conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self._conn.execute(begin)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        return True
 
     async def commit(self) -> None:
         if self.pending_begin is None:
