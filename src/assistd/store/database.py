@@ -4,8 +4,8 @@ Reads and writes go through separate session factories. On SQLite the write engi
 (pool of one) and opens every transaction with BEGIN IMMEDIATE, so writes queue in order instead of failing
 with "database is locked", while reads have their own connections (WAL mode). A commit is durable when it
 returns (synchronous=FULL). Reads run on the event loop's thread (plain sqlite3 connections behind the same
-AsyncSession API), and so do a write transaction's statements after its first; BEGIN IMMEDIATE and COMMIT run
-on the write connection's own (store/sqlite.py).
+AsyncSession API), and so do writes, except what can wait: BEGIN IMMEDIATE while another process holds the
+write lock, and COMMIT, run on the write connection's own thread (store/sqlite.py).
 
 On PostgreSQL (asyncpg) both factories share one pooled engine. A pooled connection is checked before use;
 a lost one (a restart, a failover) is re-opened with backoff for `retry_seconds`, then the error goes up.

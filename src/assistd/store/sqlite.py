@@ -1,16 +1,15 @@
-"""SQLite connections for the store: a write connection with one call per statement, and reads on the event
-loop's thread.
+"""SQLite connections for the store: statements run on the event loop's thread, except those that can wait.
 
 Reads take microseconds and, in WAL mode, never wait for another connection, so they use plain (synchronous)
 sqlite3 connections on the event loop's thread (`read_engine`, `read_sessions`): no thread hop, no greenlet
 round trip per call.
 
-Writes go through one aiosqlite connection (`write_engine`), which runs its calls on its own thread: a write
-transaction's BEGIN IMMEDIATE, sent with its first statement, waits for the write lock while another process
-writes, and its COMMIT waits for the disk (synchronous=FULL). The statements between them wait for nobody, and
-run on the loop's thread. aiosqlite would make every call of a statement (cursor, execute, fetch, close) a hop
-to that thread; here a statement is one call (`StatementCursor`): the cursor is opened, executed, read to the
-end and closed together.
+Writes go through one aiosqlite connection (`write_engine`), which can run a call on its own thread: a write
+transaction's BEGIN IMMEDIATE, sent with its first statement, waits there for the write lock while another
+process writes, and its COMMIT waits there for the disk (synchronous=FULL). While the lock is free, BEGIN
+IMMEDIATE (tried with no busy wait) and the first statement run on the loop's thread, and so do the statements
+after it, under the lock: they wait for nobody. A statement sent to the thread is one call (`StatementCursor`):
+the cursor is opened, executed, read to the end and closed together (aiosqlite would make each a hop).
 """
 
 from __future__ import annotations
@@ -124,7 +123,7 @@ class StoreConnection(aiosqlite.Connection):
 
     def _inside_write_transaction(self) -> bool:
         """Whether a statement may run right here, on the loop's thread: this connection holds the write lock
-        (BEGIN IMMEDIATE ran, on its thread) and no call is on its thread. In WAL mode a statement of such a
+        (BEGIN IMMEDIATE ran) and no call is on its thread. In WAL mode a statement of such a
         transaction waits for nobody; only BEGIN IMMEDIATE (the lock) and COMMIT (the disk) can wait."""
         return self._idle and self._conn.in_transaction
 
