@@ -122,6 +122,24 @@ def test_equal_shares_take_turns_by_the_project_served_least_recently(db_url) ->
     assert asyncio.run(scenario()) == ["A", "B", "A", "B", "A", "B"]
 
 
+def test_a_claim_says_whether_other_jobs_were_waiting(db_url) -> None:
+    """The worker stops looking after the last job: a claim tells it, over all projects."""
+
+    async def scenario() -> list[bool | None]:
+        db = Database(db_url)
+        a, b = await _project(db), await _project(db)
+        await _runs(db, a, 2)
+        await _runs(db, b, 1)
+        queue, seen = RunQueue(db), []
+        for _ in range(4):
+            claimed = await queue.claim_next("w1", time.time(), 30)
+            seen.append(None if claimed.job is None else claimed.others_waiting)
+        await db.dispose()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, True, False, None]
+
+
 class Timeline(LocalEventBus):
     """When each run completed."""
 

@@ -45,6 +45,7 @@ async def alongside(chunks: AsyncGenerator[Chunk, None], work: Awaitable[T]) -> 
     stopped at once."""
     first = asyncio.ensure_future(anext(chunks, None))
     try:
+        await asyncio.sleep(0)  # the engine goes first, to its first wait (its thread has the prompt), then `work`
         result = await work
     except BaseException:
         first.cancel()

@@ -140,7 +140,7 @@ class RunExecutor:
             message = f"The run was interrupted {MAX_ATTEMPTS} times and was stopped."
             await self.recorder.finish(run, failed("server_error", message))
             return None
-        if run.status == RunStatus.IN_PROGRESS and run.attempts == 1:  # started by the claim (store/queue.py)
+        if run.status == RunStatus.IN_PROGRESS and run.attempts == 1:  # started by its claim or at its creation
             self.recorder.announce_moved(run)
             return run
         if run.status == RunStatus.IN_PROGRESS:  # a worker died holding it: drop what that attempt left half-done

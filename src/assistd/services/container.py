@@ -15,7 +15,7 @@ from assistd.services.generation import GenerationService
 from assistd.services.limits import LimitService
 from assistd.services.messages import MessageService
 from assistd.services.projects import ProjectService
-from assistd.services.runs import RunService
+from assistd.services.runs import RunService, RunStart
 from assistd.services.threads import ThreadService
 from assistd.services.usage import UsageService
 from assistd.services.vector_store_service import VectorStoreService
@@ -50,7 +50,10 @@ class Services:
         wake: Callable[[], None],
         limits: LimitService,
         usage: UsageService,
+        start_run_directly: Callable[[], RunStart | None] | None = None,
     ) -> Services:
+        """The services; `start_run_directly` gives a slot of this process's worker for a run being created,
+        when it has one to give (see services/runs.py)."""
         return cls(
             db=db,
             projects=ProjectService(db, auth_cache_seconds=settings.auth_cache_seconds),
@@ -58,7 +61,7 @@ class Services:
             threads=ThreadService(db, wake),
             messages=MessageService(db, wake),
             generation=GenerationService(registry, usage),
-            runs=RunService(db, registry, bus, wake, limits),
+            runs=RunService(db, registry, bus, wake, limits, start_run_directly or (lambda: None)),
             files=FileService(db, blobs, settings.max_upload_bytes, limits),
             vector_stores=VectorStoreService(db, blobs, retriever, wake, settings.ingest_max_characters),
             limits=limits,

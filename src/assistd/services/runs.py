@@ -1,7 +1,9 @@
 """Runs and run steps: create (and create-and-run), list, retrieve, modify, cancel, submit tool outputs.
 
-Creating a run only queues it: a worker executes it (runtime/), never the HTTP request. A caller that wants
-the events subscribes to the bus before the run is committed, so it cannot miss the first of them.
+Creating a run only queues it: a worker executes it (runtime/), never the HTTP request. When this process's
+worker would take the run at once anyway, the run is created leased to it and in progress instead of queued
+(`RunStart`), and the caller still sees the run as queued, as OpenAI shows it. A caller that wants the events
+subscribes to the bus before the run is committed, so it cannot miss the first of them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from assistd import metrics
 from assistd.clock import now
@@ -52,17 +54,35 @@ class Started:
     events: Subscription | None
 
 
+class RunStart(Protocol):
+    """A worker's slot for a run being created: `lease` the new row to the worker, then, once it is committed,
+    `begin` (whether a run was leased and began), or `release` when the create failed."""
+
+    def lease(self, run: tables.Run) -> None: ...
+
+    def begin(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class RunService:
     """The run API of the caller's threads; runs are queued here and executed by a worker."""
 
     def __init__(
-        self, db: Database, registry: ModelRegistry, bus: EventBus, wake: Callable[..., None], limits: LimitService
+        self,
+        db: Database,
+        registry: ModelRegistry,
+        bus: EventBus,
+        wake: Callable[..., None],
+        limits: LimitService,
+        start_directly: Callable[[], RunStart | None] = lambda: None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.bus = bus
         self.wake = wake
         self.limits = limits
+        self.start_directly = start_directly
 
     # -- create -----------------------------------------------------------------------------------------
 
@@ -107,7 +127,11 @@ class RunService:
         run_id = new_id("run")
         async with self._run_place(principal, idempotency_key):
             return await self._streamed(
-                run_id, stream, lambda events: self._create(principal, thread_id, body, idempotency_key, run_id, events)
+                run_id,
+                stream,
+                lambda events: self._started(
+                    lambda start: self._create(principal, thread_id, body, idempotency_key, run_id, events, start)
+                ),
             )
 
     async def _create(
@@ -118,11 +142,12 @@ class RunService:
         idempotency_key: Idempotency | None,
         run_id: str,
         events: Subscription | None,
-    ) -> Started:
+        start: RunStart | None,
+    ) -> tuple[Started, bool]:
         async with self.db.write() as session:
             active = await thread_active_run(session, principal, thread_id)
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
-                return Started(wire.run(earlier), [], None)
+                return Started(wire.run(earlier), [], None), False
             assistant = await require_assistant(session, principal.project_id, body.assistant_id)
             instructions = run_instructions(assistant, body, body.additional_instructions)
             run = new_run(self.registry, run_id, thread_id, assistant, body, instructions)
@@ -134,9 +159,8 @@ class RunService:
                     [new_message_row(thread_id, message, created) for message in body.additional_messages]
                 )
                 files_queued = await index_attachments(session, principal.project_id, thread_id, added)
-            started = await self._queue(session, principal, run, idempotency_key, events, prelude=[])
-        self.wake(runs=True, files=files_queued)
-        return started
+            started = await self._queue(session, principal, run, idempotency_key, events, [], start)
+        return started, files_queued
 
     async def create_thread_and_run(
         self, principal: Principal, body: ThreadAndRunCreate, *, idempotency_key: Idempotency | None, stream: bool
@@ -147,7 +171,9 @@ class RunService:
             return await self._streamed(
                 run_id,
                 stream,
-                lambda events: self._create_thread_and_run(principal, body, idempotency_key, run_id, events),
+                lambda events: self._started(
+                    lambda start: self._create_thread_and_run(principal, body, idempotency_key, run_id, events, start)
+                ),
             )
 
     async def _create_thread_and_run(
@@ -157,20 +183,20 @@ class RunService:
         idempotency_key: Idempotency | None,
         run_id: str,
         events: Subscription | None,
-    ) -> Started:
+        start: RunStart | None,
+    ) -> tuple[Started, bool]:
         spec = body.thread or ThreadCreate()
         async with self.db.write() as session:
             if earlier := await replayed(session, idempotency_key, RunRepository(session, principal.project_id)):
-                return Started(wire.run(earlier), [], None)
+                return Started(wire.run(earlier), [], None), False
             assistant = await require_assistant(session, principal.project_id, body.assistant_id)
             thread, files_queued = await add_thread(
                 session, principal.project_id, spec, spec.tool_resources or body.tool_resources
             )
             run = new_run(self.registry, run_id, thread.id, assistant, body, run_instructions(assistant, body))
             prelude = [Event("thread.created", wire.thread(thread))]
-            started = await self._queue(session, principal, run, idempotency_key, events, prelude=prelude)
-        self.wake(runs=True, files=files_queued)
-        return started
+            started = await self._queue(session, principal, run, idempotency_key, events, prelude, start)
+        return started, files_queued
 
     async def _queue(
         self,
@@ -180,12 +206,30 @@ class RunService:
         key: Idempotency | None,
         events: Subscription | None,
         prelude: list[Event],
+        start: RunStart | None,
     ) -> Started:
         await self.limits.check_active_runs(session, principal)
+        body = wire.run(run)  # as queued, even when it starts at once (`start`)
+        if start is not None:
+            start.lease(run)
         await insert_run(session, principal, run, key)
-        body = wire.run(run)
         prelude = [*prelude, Event("thread.run.created", body), Event("thread.run.queued", body)]
         return Started(body, prelude, events)
+
+    async def _started(self, create: Callable[[RunStart | None], Awaitable[tuple[Started, bool]]]) -> Started:
+        """`create` a run (it says whether files were queued too), started by this process's worker at once when
+        it has room (see the module docstring), else queued and the worker woken."""
+        start = self.start_directly()
+        try:
+            started, files_queued = await create(start)
+        except BaseException:
+            if start is not None:
+                start.release()
+            raise
+        began = start is not None and start.begin()
+        if not began or files_queued:
+            self.wake(runs=not began, files=files_queued)
+        return started
 
     # -- read, modify -----------------------------------------------------------------------------------
 

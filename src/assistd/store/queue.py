@@ -14,11 +14,13 @@ makes another project's one job wait for at most one job's turn.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from assistd import clock, metrics
 from assistd.lifecycle import CLAIMABLE_RUN, LEASED_RUN, FileStatus, RunStatus
@@ -28,16 +30,53 @@ from assistd.store.database import Database, execute_dml
 Job = TypeVar("Job", tables.Run, tables.VectorStoreFile)
 
 
-def _lease_free(table: type[Job], now: float):
-    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < now)
+class Claimed(NamedTuple, Generic[Job]):
+    """What a claim took (None: nothing), and whether other jobs were waiting beside it: when none were, a
+    worker need not look again until something is queued."""
+
+    job: Job | None
+    others_waiting: bool
 
 
-def _leased(table: type[Job], now: float):
-    return and_(table.lease_owner.is_not(None), table.lease_expires_at >= now)
+def _lease_free(table: type[Job]):
+    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < bindparam("now"))
 
 
-class _FairQueue:
+def _leased(table: type[Job]):
+    return and_(table.lease_owner.is_not(None), table.lease_expires_at >= bindparam("now"))
+
+
+@dataclass(frozen=True)
+class _ClaimStatements:
+    """A queue's claim, built once; `now`, `worker_id`, `project_id` and the job's values are bound parameters."""
+
+    projects: Any  # the projects with a free job: their oldest job, how many
+    held: Any  # how many jobs each project has under a live lease
+    first_free: Any  # a project's oldest free job, locked (PostgreSQL: skipping jobs other claims locked)
+    take: Callable[[tuple[str, ...]], Any]  # the guarded UPDATE that leases the job, also setting these columns
+
+
+class _FairQueue(Generic[Job]):
     """What both queues share: the fair claim, and which project this worker served least recently."""
+
+    table: ClassVar[Any]
+    key: ClassVar[tuple[str, ...]]  # the columns that name a job
+    order: ClassVar[tuple[str, ...]]  # oldest first
+    _statements: ClassVar[_ClaimStatements]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._statements = _claim_statements(cls)
+
+    @classmethod
+    def waiting(cls) -> Any:
+        """The jobs to take once their lease is free (may use the bound `worker_id`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def active(cls) -> Any:
+        """The jobs that count as their project's while their lease is live."""
+        raise NotImplementedError
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -45,66 +84,103 @@ class _FairQueue:
         self._clock = itertools.count()
 
     async def _claim(
-        self,
-        table: type[Job],
-        waiting: Any,
-        active: Any,
-        order: tuple[Any, ...],
-        key: Callable[[Job], tuple[Any, ...]],
-        worker_id: str,
-        now: float,
-        lease_seconds: float,
-        also: Callable[[Job], dict[str, Any]] = lambda _job: {},
-    ) -> Job | None:
-        """Take a `waiting` job whose lease is free, of the project whose turn it is (see the module docstring);
-        None when there is none. `active` jobs count as the project's own while their lease is live.
+        self, worker_id: str, now: float, lease_seconds: float, also: Callable[[Job], dict[str, Any]]
+    ) -> Claimed[Job]:
+        """Take a waiting job whose lease is free, of the project whose turn it is (see the module docstring).
 
-        Looking is a read, so an idle worker writes nothing: the projects with a free job (and their oldest one),
-        and, when there are several, how many jobs each has under a live lease. Taking happens in a write
+        Looking is a read, so an idle worker writes nothing: the projects with a free job (their oldest one, how
+        many), and, when there are several, how many jobs each has under a live lease. Taking happens in a write
         transaction that reads the chosen project's oldest free job again under `FOR UPDATE SKIP LOCKED`
         (PostgreSQL: workers claiming at once lock different jobs instead of queueing on one; SQLite: writes are
         serial anyway), or the next project's when none is left, then leases it with a guarded UPDATE that
         returns it (and sets the columns `also` gives for the job, as it was)."""
-        free = (waiting, _lease_free(table, now))
+        statements = self._statements
+        bound = {"now": now, "worker_id": worker_id}
         async with self.db.read() as session:
-            projects = select(table.project_id, func.min(order[0])).where(*free).group_by(table.project_id)
-            oldest: dict[str, Any] = dict((await session.execute(projects)).all())
-            if not oldest:
-                return None
+            found = (await session.execute(statements.projects, bound)).all()
+            if not found:
+                return Claimed(None, False)
+            oldest: dict[str, Any] = {project: first for project, first, _count in found}
+            others_waiting = sum(count for _project, _first, count in found) > 1
             leased: dict[str, int] = {}
             if len(oldest) > 1:  # only to rank projects: a single one needs no count
-                held = select(table.project_id, func.count()).where(active, _leased(table, now))
-                leased = dict((await session.execute(held.group_by(table.project_id))).all())
+                leased = dict((await session.execute(statements.held, bound)).all())
         last_served = self._last_served.get
         ranked = sorted(oldest, key=lambda project: (leased.get(project, 0), last_served(project, -1), oldest[project]))
         async with self.db.write() as session:
             for project_id in ranked:
-                first_free = select(table).where(*free, table.project_id == project_id).order_by(*order).limit(1)
-                job = await session.scalar(first_free.with_for_update(skip_locked=True))
+                job = await session.scalar(statements.first_free, {**bound, "project_id": project_id})
                 if job is not None:
                     break
             else:
-                return None
-            taken = await session.scalar(
-                update(table)
-                .where(*key(job), table.status == job.status, _lease_free(table, now))
-                .values(
-                    lease_owner=worker_id, lease_expires_at=now + lease_seconds, attempts=job.attempts + 1, **also(job)
-                )
-                .returning(table)
-                .execution_options(populate_existing=True)
-            )
+                return Claimed(None, others_waiting)
+            extra = also(job)
+            values = {f"job_{column}": getattr(job, column) for column in self.key}
+            values.update({f"set_{column}": value for column, value in extra.items()})
+            values.update(job_status=job.status, owner=worker_id, until=now + lease_seconds, attempts=job.attempts + 1)
+            taken = await session.scalar(statements.take(tuple(extra)), {**bound, **values})
             if taken is not None:
                 self._last_served[project_id] = next(self._clock)
-            return taken
+            return Claimed(taken, others_waiting)
 
 
-class RunQueue(_FairQueue):
+def _claim_statements(queue: type[_FairQueue[Any]]) -> _ClaimStatements:
+    """The statements of `queue`'s claim, built when the queue's class is."""
+    table = queue.table
+    free = (queue.waiting(), _lease_free(table))
+    first_column = getattr(table, queue.order[0])
+    projects = select(table.project_id, func.min(first_column), func.count()).where(*free).group_by(table.project_id)
+    held = select(table.project_id, func.count()).where(queue.active(), _leased(table)).group_by(table.project_id)
+    first_free = (
+        select(table)
+        .where(*free, table.project_id == bindparam("project_id"))
+        .order_by(*(getattr(table, column) for column in queue.order))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+    @functools.cache
+    def take(also: tuple[str, ...]) -> Any:
+        named = [getattr(table, column) == bindparam(f"job_{column}") for column in queue.key]
+        return (
+            update(table)
+            .where(*named, table.status == bindparam("job_status"), _lease_free(table))
+            .values(
+                lease_owner=bindparam("owner"),
+                lease_expires_at=bindparam("until"),
+                attempts=bindparam("attempts"),
+                **{column: bindparam(f"set_{column}") for column in also},
+            )
+            .returning(table)
+            .execution_options(populate_existing=True)
+        )
+
+    return _ClaimStatements(projects, held, first_free, take)
+
+
+class RunQueue(_FairQueue[tables.Run]):
+    table = tables.Run
+    key = ("id",)
+    order = ("id",)
+
+    @classmethod
+    def waiting(cls) -> Any:
+        """Runs waiting, handed back by a worker that stopped, or whose lease another worker let run out."""
+        run = tables.Run
+        not_mine = or_(run.lease_owner.is_(None), run.lease_owner != bindparam("worker_id"))  # NULL != x is NULL
+        return or_(run.status.in_(CLAIMABLE_RUN), and_(run.status == RunStatus.IN_PROGRESS, not_mine))
+
+    @classmethod
+    def active(cls) -> Any:
+        return tables.Run.status.in_(LEASED_RUN)
+
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
         """Take a run that is waiting, handed back by a worker that stopped, or whose lease another worker let run
         out, of the project whose turn it is; None when there is none."""
-        not_mine = or_(tables.Run.lease_owner.is_(None), tables.Run.lease_owner != worker_id)  # NULL != x is NULL
-        waiting = or_(tables.Run.status.in_(CLAIMABLE_RUN), and_(tables.Run.status == RunStatus.IN_PROGRESS, not_mine))
+        return (await self.claim_next(worker_id, now, lease_seconds)).job
+
+    async def claim_next(self, worker_id: str, now: float, lease_seconds: float) -> Claimed[tables.Run]:
+        """`claim`, saying too whether other runs were waiting."""
         first_start = False
 
         def started(run: tables.Run) -> dict[str, Any]:
@@ -117,20 +193,10 @@ class RunQueue(_FairQueue):
             first_start = run.started_at is None  # not a round after tool outputs
             return {"status": RunStatus.IN_PROGRESS, "started_at": run.started_at or clock.now()}
 
-        taken = await self._claim(
-            tables.Run,
-            waiting,
-            tables.Run.status.in_(LEASED_RUN),
-            (tables.Run.id,),
-            lambda run: (tables.Run.id == run.id,),
-            worker_id,
-            now,
-            lease_seconds,
-            started,
-        )
-        if taken is not None and first_start:
-            metrics.QUEUE_WAIT.observe(max(now - taken.created_at, 0.0))
-        return taken
+        claimed = await self._claim(worker_id, now, lease_seconds, started)
+        if claimed.job is not None and first_start:
+            metrics.QUEUE_WAIT.observe(max(now - claimed.job.created_at, 0.0))
+        return claimed
 
     async def renew(self, run_id: str, worker_id: str, until: float) -> bool:
         """Extend a lease this worker holds; False when it has lost it."""
@@ -169,25 +235,29 @@ async def expired_files(db: Database, now: int) -> list[tables.File]:
         return list(rows.all())
 
 
-class IngestQueue(_FairQueue):
+class IngestQueue(_FairQueue[tables.VectorStoreFile]):
     """Vector store files waiting to be ingested (`in_progress` with no live lease)."""
+
+    table = tables.VectorStoreFile
+    key = ("vector_store_id", "id")
+    order = ("created_at", "id")
+
+    @classmethod
+    def waiting(cls) -> Any:
+        return tables.VectorStoreFile.status == FileStatus.IN_PROGRESS
+
+    active = waiting
 
     def _job(self, job: tables.VectorStoreFile):
         return (tables.VectorStoreFile.vector_store_id == job.vector_store_id, tables.VectorStoreFile.id == job.id)
 
     async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
         """Take the file that has waited longest of the project whose turn it is; None when there is none."""
-        in_progress = tables.VectorStoreFile.status == FileStatus.IN_PROGRESS
-        return await self._claim(
-            tables.VectorStoreFile,
-            in_progress,
-            in_progress,
-            (tables.VectorStoreFile.created_at, tables.VectorStoreFile.id),
-            self._job,
-            worker_id,
-            now,
-            lease_seconds,
-        )
+        return (await self.claim_next(worker_id, now, lease_seconds)).job
+
+    async def claim_next(self, worker_id: str, now: float, lease_seconds: float) -> Claimed[tables.VectorStoreFile]:
+        """`claim`, saying too whether other files were waiting."""
+        return await self._claim(worker_id, now, lease_seconds, lambda _job: {})
 
     async def renew(self, job: tables.VectorStoreFile, worker_id: str, until: float) -> bool:
         async with self.db.write() as session:
