@@ -16,6 +16,7 @@ from assistd.retrieval.chunking import TokenChunker
 from assistd.runtime import worker as worker_module
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
+from assistd.runtime.recorder import RunRecorder
 from assistd.runtime.worker import Worker
 from assistd.schemas.runs import RunCreate
 from assistd.services.buckets import MemoryBuckets
@@ -43,12 +44,14 @@ def db_url(tmp_path) -> str:
 
 
 def _counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How often the worker claims runs and files and looks for overdue tool outputs, from now on."""
+    """How often the worker claims runs and files, looks for overdue tool outputs and reads a run's steps, from
+    now on."""
     calls: Counter[str] = Counter()
     for name, owner, method in [
         ("runs", RunQueue, "claim_next"),
         ("files", IngestQueue, "claim_next"),
         ("overdue", RunQueue, "overdue_actions"),
+        ("steps", RunRecorder, "steps"),
     ]:
         original = getattr(owner, method)
 
@@ -95,6 +98,7 @@ def test_a_woken_worker_takes_a_run_at_once_and_does_not_look_again_when_it_ends
     assert seen["runs"] == 1  # the run, alone in the queue: nothing to look for after it, nor when it ends
     assert seen["files"] == 1
     assert seen["overdue"] == 0  # looked for in the first round, and not again within the second
+    assert seen["steps"] == 1  # a claimed run may have steps (a round after tool outputs)
 
 
 def test_an_idle_worker_polls_its_queues_and_overdue_outputs_at_their_intervals(db_url, tmp_path, monkeypatch) -> None:
@@ -163,6 +167,7 @@ def test_a_run_created_while_the_worker_is_idle_starts_there_without_a_claim(db_
     assert (row.status, row.attempts, row.lease_owner) == ("completed", 1, None)
     assert row.started_at is not None and seconds < 2
     assert seen["runs"] == 0, "the worker took the run at its creation: nothing to claim"
+    assert seen["steps"] == 0, "a run created just now has no steps to read"
 
 
 def test_a_worker_gives_a_slot_only_when_idle_with_room_and_nothing_waiting(db_url, tmp_path, monkeypatch) -> None:

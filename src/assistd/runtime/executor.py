@@ -89,13 +89,14 @@ class RunExecutor:
         self.queue = RunQueue(db)
         self.recorder = RunRecorder(db, bus, usage, settings.tool_output_timeout_seconds)
 
-    async def execute(self, run: tables.Run, worker_id: str) -> None:
-        """Execute a claimed run while keeping its lease; release it when the run stops here."""
+    async def execute(self, run: tables.Run, worker_id: str, *, new: bool = False) -> None:
+        """Execute a claimed run while keeping its lease; release it when the run stops here. A `new` run was
+        created just now, started: it has no steps yet to read."""
         lost = asyncio.Event()
         renew = functools.partial(self.queue.renew, run.id, worker_id)
         try:
             async with lease_kept(f"run {run.id}", renew, self.settings.lease_seconds, lost.set):
-                await self._execute(run, lost)
+                await self._execute(run, lost, new)
         except LeaseLost:
             return
         except asyncio.CancelledError:  # this worker is stopping: another may take the run over at once
@@ -121,11 +122,11 @@ class RunExecutor:
         log.warning("run %s: database unavailable (%s); it will be retried", run.id, type(failure).__name__)
         return False
 
-    async def _execute(self, run: tables.Run, lost: asyncio.Event) -> None:
+    async def _execute(self, run: tables.Run, lost: asyncio.Event, new: bool) -> None:
         started = await self._start(run)
         if started is None:
             return
-        turn = await self._prepare(started)
+        turn = await self._prepare(started, new)
         if turn is not None:
             await self._generate(turn, lost)
 
@@ -150,11 +151,11 @@ class RunExecutor:
 
     # -- resolve, gather, prompt ------------------------------------------------------------------------
 
-    async def _prepare(self, run: tables.Run) -> Turn | None:
+    async def _prepare(self, run: tables.Run, new: bool = False) -> Turn | None:
         """The run's next model round, ready to generate; None when the run stopped instead."""
         try:
             resolved = resolve(self.registry, run.model, run.app)
-            steps = await self.recorder.steps(run)
+            steps = [] if new else await self.recorder.steps(run)
             room = prompt.gathered_room(resolved.engine)
             gathered = await self.tools.gather(run, steps, self.recorder, room)
             messages = await prompt.thread_messages(self.db, run)

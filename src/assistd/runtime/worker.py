@@ -185,7 +185,7 @@ class Worker:
 
     def _start_run(self, run: tables.Run) -> None:
         log.info("run %s started at its creation", run.id)
-        self._start(self._running, self.executor.execute(run, self.worker_id), run.id)
+        self._start(self._running, self.executor.execute(run, self.worker_id, new=True), run.id)
 
     async def _claim_files(self) -> bool:
         """Start ingesting files until none is waiting or no slot is free; whether files may still be waiting."""
