@@ -192,6 +192,11 @@ class ModelRegistry:
         self, engines: dict[str, TextEngine | EmbeddingEngine], aliases: Aliases | None = None, created: int = 0
     ) -> None:
         self._engines = engines
+        # sorted once: an isinstance check against a Protocol inspects all its members, on every request
+        self._text = {model_id: engine for model_id, engine in engines.items() if isinstance(engine, TextEngine)}
+        self._embedding = {
+            model_id: engine for model_id, engine in engines.items() if isinstance(engine, EmbeddingEngine)
+        }
         self.aliases = aliases or Aliases(engines, {})
         self._created = created
 
@@ -218,26 +223,26 @@ class ModelRegistry:
                 raise ConfigError(f"models.{model_id}: {exc}") from exc
         return cls(engines, aliases, created)
 
-    def _find(self, model: str) -> TextEngine | EmbeddingEngine:
+    def _find(self, model: str) -> str:
+        """The id of the model that `model` names (NotFound when none)."""
         model_id = self.aliases.resolve(model)
-        engine = self._engines.get(model_id) if model_id is not None else None
-        if engine is None:
+        if model_id is None or model_id not in self._engines:
             raise NotFound(
                 f"The model '{model}' does not exist or you do not have access to it.",
                 param="model",
                 code="model_not_found",
             )
-        return engine
+        return model_id
 
     def text(self, model: str) -> TextEngine:
-        engine = self._find(model)
-        if not isinstance(engine, TextEngine):
+        engine = self._text.get(self._find(model))
+        if engine is None:
             raise InvalidRequest(f"'{model}' is an embedding model; it cannot generate text.", param="model")
         return engine
 
     def embedding(self, model: str) -> EmbeddingEngine:
-        engine = self._find(model)
-        if not isinstance(engine, EmbeddingEngine):
+        engine = self._embedding.get(self._find(model))
+        if engine is None:
             raise InvalidRequest(f"'{model}' is not an embedding model.", param="model")
         return engine
 

@@ -94,7 +94,7 @@ async def insert_run(session, principal: Principal, run: tables.Run, key: Idempo
     the thread's one active run makes this one a 400 `run_active`."""
     run.api_key_id = principal.key_id
     try:
-        await RunRepository(session, principal.project_id).add(run)
+        await RunRepository(session, principal.project_id).insert(run)
         await remember(session, key, principal.project_id, run)
         await session.flush()
     except IntegrityError as exc:  # the one-active-run index: a concurrent create won
