@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-
 from assistd import languages
 from assistd.engines.base import GenerationRequest, TextEngine
 from assistd.generation.fitting import fit, prompt_budget
 from assistd.store import tables
 from assistd.store.database import Database
+from assistd.store.repositories import MessageRepository
 from assistd.tools.base import Gathered
 from assistd.tools.registry import ToolRegistry
 
@@ -56,17 +55,9 @@ def _placed(thread: list[dict[str, Any]], context: str, late_system: bool) -> tu
 
 
 async def thread_messages(db: Database, run: tables.Run) -> list[tables.Message]:
-    """The thread's messages, oldest first, as the run's truncation strategy keeps them."""
+    """The thread's messages, oldest first, as the run's truncation strategy keeps them (to read)."""
     async with db.read() as session:
-        messages = list(
-            (
-                await session.scalars(
-                    select(tables.Message)
-                    .where(tables.Message.project_id == run.project_id, tables.Message.thread_id == run.thread_id)
-                    .order_by(tables.Message.id)
-                )
-            ).all()
-        )
+        messages = await MessageRepository(session, run.project_id).rows(thread_id=run.thread_id)
     last = run.truncation_strategy.get("last_messages") if run.truncation_strategy.get("type") == "last_messages" else 0
     return messages[-last:] if last else messages
 

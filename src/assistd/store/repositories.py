@@ -66,6 +66,12 @@ def _page_statement(table: Any, filters: tuple[str, ...], shape: Shape) -> Selec
 
 
 @functools.cache
+def _rows_statement(table: Any, filters: tuple[str, ...]) -> Select[Any]:
+    """Every row of a project whose `filters` columns hold the given values, oldest first, to read."""
+    return select(*read_only_columns(table)).where(*_equal(table, ("project_id", *filters))).order_by(table.id)
+
+
+@functools.cache
 def _get_statement(table: Any, filters: tuple[str, ...]) -> Select[Any]:
     """The row of a project with the id `object_id`, when its `filters` columns hold the given values."""
     where = _equal(table, ("project_id", *filters))
@@ -121,6 +127,14 @@ class ScopedRepository(Generic[Row]):
         objects of the session. Its statement is built once for each kind of page."""
         statement = _page_statement(self.table, tuple(equal), request.shape)
         return await fetch_page(self.session, statement, request, {"project_id": self.project_id, **equal})
+
+    async def rows(self, **equal: Any) -> list[Row]:
+        """Every row whose columns named in `equal` hold the given values, oldest first, to read as `page` gives
+        them. For tables whose rows a filter keeps few enough to hold at once (a thread's messages)."""
+        result = await self.session.execute(
+            _rows_statement(self.table, tuple(equal)), {"project_id": self.project_id, **equal}
+        )
+        return list(result.all())  # rows with the object's attribute names
 
     async def exists(self, object_id: str) -> bool:
         if NUL in object_id:
