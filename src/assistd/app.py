@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, registry: ModelRegistry | None 
             parts.wake_worker,
             parts.limits,
             parts.usage,
-            parts.worker.start_directly if parts.worker is not None else None,
+            parts.start_run_directly,
         )
         if parts.worker is not None:
             parts.worker.start()

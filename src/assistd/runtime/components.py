@@ -13,7 +13,7 @@ from assistd.events.bus import EventBus, create_event_bus
 from assistd.retrieval.search import Retriever
 from assistd.runtime.executor import ExecutorSettings, RunExecutor
 from assistd.runtime.ingestion import Ingestor
-from assistd.runtime.worker import Worker
+from assistd.runtime.worker import DirectStart, Worker
 from assistd.services.limits import LimitService
 from assistd.services.usage import UsageService
 from assistd.store.blobs import BlobStore, open_blob_store
@@ -70,6 +70,11 @@ class Components:
         poll)."""
         if self.worker is not None:
             self.worker.wake(runs=runs, files=files)
+
+    def start_run_directly(self) -> DirectStart | None:
+        """A slot of this process's worker for a run being created, when it would take the run at once (see
+        runtime/worker.py); None otherwise, or without a worker."""
+        return self.worker.start_directly() if self.worker is not None else None
 
     async def close(self) -> None:
         """Stop the worker (its runs are released to other workers), then the bus and the store."""

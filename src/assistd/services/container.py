@@ -50,7 +50,7 @@ class Services:
         wake: Callable[[], None],
         limits: LimitService,
         usage: UsageService,
-        start_run_directly: Callable[[], RunStart | None] | None = None,
+        start_run_directly: Callable[[], RunStart | None],
     ) -> Services:
         """The services; `start_run_directly` gives a slot of this process's worker for a run being created,
         when it has one to give (see services/runs.py)."""
@@ -61,7 +61,7 @@ class Services:
             threads=ThreadService(db, wake),
             messages=MessageService(db, wake),
             generation=GenerationService(registry, usage),
-            runs=RunService(db, registry, bus, wake, limits, start_run_directly or (lambda: None)),
+            runs=RunService(db, registry, bus, wake, limits, start_run_directly),
             files=FileService(db, blobs, settings.max_upload_bytes, limits),
             vector_stores=VectorStoreService(db, blobs, retriever, wake, settings.ingest_max_characters),
             limits=limits,

@@ -83,6 +83,18 @@ class _FairQueue(Generic[Job]):
         self._last_served: dict[str, int] = {}
         self._clock = itertools.count()
 
+    async def claim(self, worker_id: str, now: float, lease_seconds: float) -> Job | None:
+        """Take a job of the project whose turn it is (see `claim_next`); None when there is none."""
+        return (await self.claim_next(worker_id, now, lease_seconds)).job
+
+    async def claim_next(self, worker_id: str, now: float, lease_seconds: float) -> Claimed[Job]:
+        """Take a job of the project whose turn it is, saying too whether other jobs were waiting."""
+        raise NotImplementedError
+
+    def _named(self, job: Job) -> tuple[Any, ...]:
+        """The conditions that pick `job`'s row (its `key` columns)."""
+        return tuple(getattr(self.table, column) == getattr(job, column) for column in self.key)
+
     async def _claim(
         self, worker_id: str, now: float, lease_seconds: float, also: Callable[[Job], dict[str, Any]]
     ) -> Claimed[Job]:
@@ -174,13 +186,9 @@ class RunQueue(_FairQueue[tables.Run]):
     def active(cls) -> Any:
         return tables.Run.status.in_(LEASED_RUN)
 
-    async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.Run | None:
-        """Take a run that is waiting, handed back by a worker that stopped, or whose lease another worker let run
-        out, of the project whose turn it is; None when there is none."""
-        return (await self.claim_next(worker_id, now, lease_seconds)).job
-
     async def claim_next(self, worker_id: str, now: float, lease_seconds: float) -> Claimed[tables.Run]:
-        """`claim`, saying too whether other runs were waiting."""
+        """Take a run that is waiting, handed back by a worker that stopped, or whose lease another worker let run
+        out, of the project whose turn it is; saying too whether other runs were waiting."""
         first_start = False
 
         def started(run: tables.Run) -> dict[str, Any]:
@@ -248,15 +256,9 @@ class IngestQueue(_FairQueue[tables.VectorStoreFile]):
 
     active = waiting
 
-    def _job(self, job: tables.VectorStoreFile):
-        return (tables.VectorStoreFile.vector_store_id == job.vector_store_id, tables.VectorStoreFile.id == job.id)
-
-    async def claim(self, worker_id: str, now: float, lease_seconds: float) -> tables.VectorStoreFile | None:
-        """Take the file that has waited longest of the project whose turn it is; None when there is none."""
-        return (await self.claim_next(worker_id, now, lease_seconds)).job
-
     async def claim_next(self, worker_id: str, now: float, lease_seconds: float) -> Claimed[tables.VectorStoreFile]:
-        """`claim`, saying too whether other files were waiting."""
+        """Take the file that has waited longest of the project whose turn it is; saying too whether other files
+        were waiting."""
         return await self._claim(worker_id, now, lease_seconds, lambda _job: {})
 
     async def renew(self, job: tables.VectorStoreFile, worker_id: str, until: float) -> bool:
@@ -264,7 +266,7 @@ class IngestQueue(_FairQueue[tables.VectorStoreFile]):
             result = await execute_dml(
                 session,
                 update(tables.VectorStoreFile)
-                .where(*self._job(job), tables.VectorStoreFile.lease_owner == worker_id)
+                .where(*self._named(job), tables.VectorStoreFile.lease_owner == worker_id)
                 .values(lease_expires_at=until),
             )
             return result.rowcount == 1
