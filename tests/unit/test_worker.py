@@ -71,6 +71,15 @@ def _worker(db: Database, timeline: Timeline, tmp_path) -> Worker:
     return Worker(executor, ingestor, concurrency=2, ingest_concurrency=1, lease_seconds=30)
 
 
+async def _until_idle(worker: Worker) -> None:
+    """Wait until the worker has finished its first round and waits between rounds (it gives a slot then)."""
+    deadline = time.monotonic() + 10
+    while (slot := worker.start_directly()) is None:
+        assert time.monotonic() < deadline, "the worker never came to rest"
+        await asyncio.sleep(0.01)
+    slot.release()
+
+
 def test_a_woken_worker_takes_a_run_at_once_and_does_not_look_again_when_it_ends(db_url, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(worker_module, "IDLE_POLL_SECONDS", 30.0)  # no polling during the test
     calls = _counting(monkeypatch)
@@ -80,7 +89,7 @@ def test_a_woken_worker_takes_a_run_at_once_and_does_not_look_again_when_it_ends
         worker = _worker(db, timeline, tmp_path)
         worker.start()
         try:
-            await asyncio.sleep(0.2)  # the first round: nothing queued
+            await _until_idle(worker)  # the first round: nothing queued
             calls.clear()
             await _runs(db, await _project(db), 1)
             queued = time.monotonic()
@@ -147,7 +156,7 @@ def test_a_run_created_while_the_worker_is_idle_starts_there_without_a_claim(db_
         service = _run_service(db, worker, timeline)
         worker.start()
         try:
-            await asyncio.sleep(0.2)  # the first round: nothing queued
+            await _until_idle(worker)  # the first round: nothing queued
             calls.clear()
             created = time.monotonic()
             started = await service.create(
@@ -155,8 +164,12 @@ def test_a_run_created_while_the_worker_is_idle_starts_there_without_a_claim(db_
             )
             while not timeline.completed and time.monotonic() - created < 10:
                 await asyncio.sleep(0.01)
-            async with db.read() as session:
-                row = await RunRepository(session, principal.project_id).get(started.run["id"])
+            while True:  # the worker lets go of the lease just after the run ends
+                async with db.read() as session:
+                    row = await RunRepository(session, principal.project_id).get(started.run["id"])
+                if row.lease_owner is None or time.monotonic() - created > 10:
+                    break
+                await asyncio.sleep(0.01)
             return started.run, row, timeline.completed[0][0] - created, Counter(calls)
         finally:
             await worker.stop()
@@ -182,7 +195,7 @@ def test_a_worker_gives_a_slot_only_when_idle_with_room_and_nothing_waiting(db_u
         seen = [worker.start_directly() is not None]  # not started
         worker.start()
         try:
-            await asyncio.sleep(0.2)
+            await _until_idle(worker)
             slot = worker.start_directly()
             seen += [slot is not None, worker.start_directly() is not None]  # one slot: held
             assert slot is not None
@@ -209,7 +222,7 @@ def test_a_failed_create_gives_the_slot_back(db_url, tmp_path, monkeypatch) -> N
         service = _run_service(db, worker, Timeline())
         worker.start()
         try:
-            await asyncio.sleep(0.2)
+            await _until_idle(worker)
             with pytest.raises(NotFound):
                 await service.create(
                     principal, thread_id, RunCreate(assistant_id="asst_missing"), idempotency_key=None, stream=False
